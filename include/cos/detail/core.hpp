@@ -1,0 +1,75 @@
+// core.hpp: the scheduler entry points behind the templates of task.hpp and
+// spawn.hpp. Private to cos: users call coop::spawn, Task<R>::join, ...
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include <cos/detail/value_box.hpp>
+#include <cos/export.hpp>
+#include <cos/ids.hpp>
+#include <cos/timing.hpp>
+
+namespace coop::detail {
+
+struct TaskRecord;  // a task's bookkeeping, owned by its scheduler
+class Engine;       // a scheduler's implementation
+
+// RunFn runs a task's closure, stores its value or exception in `out`, and
+// destroys the closure.
+using RunFn = void (*)(void* closure, ValueBox& out) noexcept;
+
+// TaskRef is what a Task<R> handle holds: the record, and the tid and
+// scheduler serial that prove the record still belongs to that task.
+struct TaskRef {
+  TaskRecord* rec = nullptr;
+  Tid tid = invalid_tid;
+  std::uint64_t serial = 0;
+};
+
+// A spawn in two steps: prepare_local() reserves a record, a stack and room
+// for the closure; the caller constructs the closure there; start_local()
+// switches to the child (child first). abandon_local() undoes a preparation
+// whose closure could not be constructed.
+struct LocalSpawn {
+  Engine* engine;
+  TaskRecord* rec;
+  void* closure;
+  TaskRef ref;
+};
+COS_API LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run);
+COS_API void start_local(const LocalSpawn& spawn);
+COS_API void abandon_local(const LocalSpawn& spawn) noexcept;
+
+// What a handle can ask about its task without joining it.
+struct TaskInfo {
+  bool remote = false;
+  bool done = false;
+  std::optional<HostId> host{};
+  std::optional<TaskId> task_id{};
+  Timing timing{};
+};
+COS_API TaskInfo info_of(const TaskRef& ref);
+
+// join_task() waits (yielding) until the child ends and detaches its record
+// from the parent. The caller takes the value, then release()s the record
+// (a ReleaseGuard does it also when the value rethrows).
+struct JoinedTask {
+  Engine* engine;
+  TaskRecord* rec;
+  ValueBox* value;
+  bool remote;
+};
+COS_API JoinedTask join_task(const TaskRef& ref);
+COS_API void release(const JoinedTask& joined) noexcept;
+// remote_info() is what a joined remote record reports about where it ran.
+COS_API std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined);
+
+struct ReleaseGuard {
+  const JoinedTask& joined;
+  ~ReleaseGuard() { release(joined); }
+};
+
+}  // namespace coop::detail

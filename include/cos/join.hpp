@@ -1,0 +1,40 @@
+// join.hpp: join() collects finished children, as PyOPUS's Join does.
+#pragma once
+
+#include <optional>
+#include <span>
+
+#include <cos/detail/value_box.hpp>
+#include <cos/export.hpp>
+#include <cos/ids.hpp>
+#include <cos/timing.hpp>
+
+namespace coop {
+
+// Joined is a finished child that join() collected.
+struct COS_API Joined {
+  Tid tid = invalid_tid;
+  std::optional<HostId> host{};  // where a remote child ran; nullopt for a local one
+  Timing timing{};
+
+  // get<T>() moves the child's value out, or rethrows its exception. Throws
+  // coop::Error when T is not what the child returned, or on a second call.
+  template <class T> T get() { return value.take<T>(tid); }
+
+  detail::ValueBox value;
+};
+
+enum class Wait { block, poll };
+
+// join(among, wait) collects one finished child of the calling task: the
+// oldest (lowest tid) finished one among `among` (any child when empty).
+// Wait::block yields until one finishes; Wait::poll never yields. Returns
+// nullopt when the caller has no children (empty `among`) or, with
+// Wait::poll, when none has finished. Throws coop::Error for tid 0, tid 1, a
+// task that is not the caller's child, or one already joined.
+COS_API std::optional<Joined> join(std::span<const Tid> among = {}, Wait wait = Wait::block);
+inline std::optional<Joined> join(std::initializer_list<Tid> among, Wait wait = Wait::block) {
+  return join(std::span<const Tid>(among.begin(), among.size()), wait);
+}
+
+}  // namespace coop

@@ -1,0 +1,117 @@
+// scheduler.hpp: Scheduler, its Options, and run().
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include <cos/export.hpp>
+
+namespace coop {
+
+class VM;
+namespace detail {
+class Engine;
+}
+
+// Options of a Scheduler.
+struct Options {
+  // vm runs remote tasks; nullptr means no remote slots (remote spawns then
+  // run as local microthreads, as in PyOPUS).
+  std::shared_ptr<VM> vm{};
+  // stack_size is the stack of each local task, rounded up to whole pages;
+  // at least 16 KiB. Pages are committed only when a task touches them.
+  std::size_t stack_size = 64 * 1024;
+  // guard_pages puts an inaccessible page below every stack, so an overflow
+  // faults at once instead of running into other memory. Costs one mprotect
+  // per stack the pool allocates and two kernel mappings per live stack. Without it a canary
+  // at the bottom of each stack still catches most overflows, when the task
+  // next switches or ends, and stops the program with a message.
+  bool guard_pages = false;
+};
+
+// Scheduler runs microthreads on the thread that constructs it; that thread's
+// code becomes the main task (tid 1). One per thread; schedulers on different
+// threads are independent. Not thread-safe: use it from its own thread only.
+//
+// Example:
+//   coop::Scheduler sched;
+//   auto t = coop::spawn([] { return 1; });
+//   t.join();
+class COS_API Scheduler {
+ public:
+  // Throws coop::Error when this thread already has a scheduler, or for a bad
+  // stack size.
+  explicit Scheduler(Options options = {});
+  // Runs every unfinished task to the end (drain()), reports exceptions that
+  // no join collected on stderr, then finalizes the VM. Call it from the main task.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // current() is this thread's scheduler; throws coop::Error when there is none.
+  static Scheduler& current();
+  // current_or_null() is this thread's scheduler, or nullptr.
+  static Scheduler* current_or_null() noexcept;
+
+  // set_vm() replaces the VM; throws coop::Error while remote tasks run.
+  void set_vm(std::shared_ptr<VM> vm);
+  const std::shared_ptr<VM>& vm() const;
+
+  // slots() and free_slots() are the VM's counts; -1 when there is no VM.
+  int slots() const;
+  int free_slots() const;
+
+  // task_count() counts unfinished tasks, the main task included;
+  // local_task_count() the local ones (main included), remote_task_count() the
+  // remote ones (queued or running).
+  std::size_t task_count() const;
+  std::size_t local_task_count() const;
+  std::size_t remote_task_count() const;
+  // finished_unjoined() counts the calling task's children that ended and
+  // wait to be joined (PyOPUS's finishedTasks).
+  std::size_t finished_unjoined() const;
+
+  // drain() yields until every task but the main task has ended. Only the
+  // main task may call it; the destructor calls it.
+  void drain();
+
+  detail::Engine& engine() { return *engine_; }
+
+ private:
+  std::unique_ptr<detail::Engine> engine_;
+};
+
+// run() makes a Scheduler on this thread, calls `main` as task 1, drains every
+// other task, and returns what `main` returned (or rethrows what it threw,
+// after the drain).
+template <class F> auto run(F&& main, Options options = {}) {
+  using R = std::invoke_result_t<F&>;
+  Scheduler sched(std::move(options));
+  std::exception_ptr error;
+  if constexpr (std::is_void_v<R>) {
+    try {
+      std::invoke(main);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    sched.drain();
+    if (error) std::rethrow_exception(error);
+  } else {
+    std::optional<R> result;
+    try {
+      result.emplace(std::invoke(main));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    sched.drain();
+    if (error) std::rethrow_exception(error);
+    return std::move(*result);
+  }
+}
+
+}  // namespace coop

@@ -1,0 +1,74 @@
+// task.hpp: Task<R>, the move-only handle of a spawned child.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include <cos/detail/core.hpp>
+#include <cos/errors.hpp>
+#include <cos/ids.hpp>
+#include <cos/timing.hpp>
+
+namespace coop {
+
+// Task<R> is the handle spawn() returns. Only the parent (the task that
+// spawned it) may join it. Dropping a handle does not detach the child: it
+// stays joinable with coop::join(), and an exception it throws is reported
+// at shutdown if nobody joins it.
+//
+// Example:
+//   auto t = coop::spawn([] { return 6 * 7; });
+//   int v = t.join();  // 42, or rethrows what the child threw
+template <class R> class Task {
+ public:
+  Task() = default;
+  explicit Task(detail::TaskRef ref) : ref_(ref) {}
+  Task(Task&& o) noexcept
+      : ref_(std::exchange(o.ref_, {})), joined_(o.joined_), joined_info_(std::move(o.joined_info_)) {}
+  Task& operator=(Task&& o) noexcept {
+    ref_ = std::exchange(o.ref_, {});
+    joined_ = o.joined_;
+    joined_info_ = std::move(o.joined_info_);
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+
+  // tid() is the child's tid (invalid_tid for an invalid handle).
+  Tid tid() const { return ref_.tid; }
+  // valid() is false when a non-blocking, non-queued remote spawn found no slot.
+  bool valid() const { return ref_.tid != invalid_tid; }
+  // remote() says whether the task runs (or will run) on a VM slot.
+  bool remote() const { return info().remote; }
+  // task_id() and host() say where a remote task runs; nullopt for a local
+  // task, and for a queued one that has not started yet.
+  std::optional<TaskId> task_id() const { return info().task_id; }
+  std::optional<HostId> host() const { return info().host; }
+  // done() says whether the child has ended (it never yields).
+  bool done() const { return joined_ || info().done; }
+
+  // join() yields until the child ends, then returns its value or rethrows
+  // its exception (a remote one as coop::RemoteError). Only the parent may
+  // call it, once; otherwise it throws coop::Error.
+  R join() {
+    if (!valid()) throw Error("Task::join: the handle is invalid (the spawn found no slot)");
+    detail::JoinedTask j = detail::join_task(ref_);
+    joined_ = true;
+    detail::ReleaseGuard guard{j};
+    if (j.remote) joined_info_ = detail::remote_info(j);
+    return j.value->take<R>(ref_.tid);
+  }
+
+ private:
+  detail::TaskInfo info() const {
+    if (!joined_) return detail::info_of(ref_);
+    return joined_info_ ? *joined_info_ : detail::TaskInfo{.done = true};
+  }
+
+  detail::TaskRef ref_;
+  bool joined_ = false;
+  std::unique_ptr<detail::TaskInfo> joined_info_;  // a joined remote task's host, ids, timing
+};
+
+}  // namespace coop

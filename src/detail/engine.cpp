@@ -1,0 +1,480 @@
+#include "detail/engine.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <thread>
+
+#include <cos/errors.hpp>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace coop::detail {
+namespace ctx = boost::context::detail;
+
+namespace {
+
+thread_local Engine* tls_engine = nullptr;
+std::atomic<std::uint64_t> next_serial{1};
+
+// Closures up to this size live at the top of the child's stack; larger ones
+// (rare: big arrays captured by value) go to the heap.
+constexpr std::size_t max_closure_on_stack = 1024;
+// A ready task runs at most this many switches before timers and the VM get a look.
+constexpr int poll_interval = 64;
+constexpr std::size_t loop_stack_size = 256 * 1024;
+constexpr std::size_t min_stack_size = 16 * 1024;
+constexpr std::size_t records_per_chunk = 256;
+
+std::size_t round_to_pages(std::size_t n) {
+  std::size_t page = StackPool::page_size();
+  return (n + page - 1) / page * page;
+}
+
+std::string task_name(Tid tid) { return "task " + std::to_string(tid); }
+
+}  // namespace
+
+Engine* Engine::current() noexcept { return tls_engine; }
+
+Engine& Engine::current_checked(const char* what) {
+  if (!tls_engine) {
+    throw Error(std::string(what) + " called outside a scheduler (make a coop::Scheduler or use coop::run)");
+  }
+  return *tls_engine;
+}
+
+Engine::Engine(Options options)
+    : options_(std::move(options)),
+      serial_(next_serial.fetch_add(1)),
+      stacks_(round_to_pages(options_.stack_size), options_.guard_pages),
+      vm_(options_.vm),
+      current_(&main_) {
+  if (options_.stack_size < min_stack_size) {
+    throw Error("coop::Scheduler: stack_size " + std::to_string(options_.stack_size) +
+                " is too small (at least " + std::to_string(min_stack_size) + " bytes)");
+  }
+  if (tls_engine) throw Error("coop::Scheduler: this thread already has a scheduler");
+  main_.tid = main_tid;
+  main_.state = State::running;
+  loop_.tid = scheduler_tid;
+  loop_.stack = StackPool::map(loop_stack_size, true);
+  loop_.ctx = ctx::make_fcontext(loop_.stack.top(), loop_.stack.size, &Engine::loop_entry);
+  loop_.state = State::ready;
+  tls_engine = this;
+}
+
+Engine::~Engine() {
+  tls_engine = nullptr;
+  StackPool::unmap(loop_.stack);
+  // Records still in the table are finished children of the main task that
+  // nobody joined; drain() reported their errors.
+}
+
+// ---- records -------------------------------------------------------------
+
+TaskRecord* Engine::new_record() {
+  if (!free_records_) {
+    chunks_.push_back(std::make_unique<TaskRecord[]>(records_per_chunk));
+    TaskRecord* chunk = chunks_.back().get();
+    for (std::size_t i = 0; i < records_per_chunk; ++i) {
+      chunk[i].next_free = free_records_;
+      free_records_ = &chunk[i];
+    }
+  }
+  TaskRecord* rec = free_records_;
+  free_records_ = rec->next_free;
+  rec->next_free = nullptr;
+  return rec;
+}
+
+void Engine::recycle(TaskRecord* rec) noexcept {
+  // Fields a finished task always leaves clean (ctx, among, woken_by,
+  // wake_error, wait) are not touched again.
+  rec->tid = invalid_tid;  // stale handles see the mismatch
+  rec->state = State::created;
+  rec->released = false;
+  rec->value.clear();
+  if (rec->remote) {
+    rec->remote = false;
+    rec->host.reset();
+    rec->task_id.reset();
+    rec->timing = Timing{};
+  }
+  rec->next_free = free_records_;
+  free_records_ = rec;
+}
+
+void Engine::maybe_recycle(TaskRecord* rec) noexcept {
+  if (rec->released && rec->live_children == 0 && !rec->stack && rec->state == State::finished) {
+    recycle(rec);
+  }
+}
+
+void Engine::drop(TaskRecord* rec) noexcept {
+  if (rec->value.has_error()) {
+    try {
+      lost_.emplace_back(rec->tid, rec->value.error());
+    } catch (...) {
+    }
+  }
+  table_.erase(rec->tid);
+  rec->released = true;
+  maybe_recycle(rec);
+}
+
+void Engine::release(TaskRecord* rec) noexcept {
+  table_.erase(rec->tid);
+  rec->released = true;
+  maybe_recycle(rec);
+}
+
+// ---- spawning ------------------------------------------------------------
+
+LocalSpawn Engine::prepare_local(std::size_t size, std::size_t align, RunFn run) {
+  TaskRecord* rec = new_record();
+  try {
+    rec->stack = stacks_.allocate();
+  } catch (...) {
+    recycle(rec);
+    throw;
+  }
+  rec->tid = next_tid_++;
+  rec->run = run;
+  char* sp = rec->stack.top();
+  if (size <= max_closure_on_stack && align <= 64) {
+    sp = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(sp) - size) & ~(align - 1));
+    rec->closure = sp;
+  } else {
+    rec->closure = ::operator new(size, std::align_val_t(align));
+    rec->closure_align = align;
+  }
+  sp = reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(sp) & ~std::uintptr_t(63));
+  rec->ctx = ctx::make_fcontext(sp, static_cast<std::size_t>(sp - rec->stack.bottom()),
+                                &Engine::task_entry);
+  return {this, rec, rec->closure, TaskRef{rec, rec->tid, serial_}};
+}
+
+void Engine::abandon_local(const LocalSpawn& spawn) noexcept {
+  TaskRecord* rec = spawn.rec;
+  if (rec->closure_align) ::operator delete(rec->closure, std::align_val_t(rec->closure_align));
+  stacks_.release(rec->stack);
+  rec->stack = {};
+  recycle(rec);
+}
+
+void Engine::start_local(TaskRecord* rec) {
+  TaskRecord* parent = current_;
+  rec->parent = parent;
+  ++parent->live_children;
+  table_.insert(rec->tid, rec);
+  ++live_;
+  // Child first: the parent waits at the head of the ready queue.
+  parent->state = State::ready;
+  ready_.push_front(parent);
+  switch_to(rec);
+}
+
+void Engine::task_entry(boost_transfer_t t) {
+  Engine* e = tls_engine;
+  e->resumed(t.fctx, t.data);
+  TaskRecord* self = e->current_;
+  self->run(self->closure, self->value);
+  if (self->closure_align) {
+    ::operator delete(self->closure, std::align_val_t(self->closure_align));
+    self->closure_align = 0;
+  }
+  e->finish_current();
+}
+
+void Engine::finish_current() {
+  TaskRecord* self = current_;
+  check_canary(self);
+  self->state = State::finished;
+  --live_;
+  // Its unjoined children can never be joined now.
+  while (!self->finished.empty()) {
+    auto& c = static_cast<TaskRecord&>(self->finished.oldest());
+    self->finished.erase(c);
+    drop(&c);
+  }
+  child_finished(self);
+  if (live_ == 1 && main_.wait == WaitKind::drain) wake(&main_);
+  switch_to(next_to_run());
+  std::abort();  // unreachable: nothing resumes a finished task
+}
+
+void Engine::child_finished(TaskRecord* c) {
+  TaskRecord* p = c->parent;
+  --p->live_children;
+  if (p->state == State::finished) {
+    drop(c);  // an orphan: its parent ended first
+    maybe_recycle(p);
+    return;
+  }
+  if (p->wait == WaitKind::join &&
+      (p->among_n == 0 || std::find(p->among, p->among + p->among_n, c->tid) != p->among + p->among_n)) {
+    p->woken_by = c;
+    wake(p);
+  } else {
+    p->finished.insert(*c);
+  }
+}
+
+// ---- switching -----------------------------------------------------------
+
+void Engine::wake(TaskRecord* rec) {
+  rec->wait = WaitKind::none;
+  rec->state = State::ready;
+  ready_.push_back(rec);
+}
+
+void Engine::block(WaitKind why) {
+  TaskRecord* self = current_;
+  self->wait = why;
+  self->state = State::blocked;
+  suspend();
+  if (self->wake_error) std::rethrow_exception(std::exchange(self->wake_error, nullptr));
+}
+
+TaskRecord* Engine::next_to_run() {
+  if (!ready_.empty()) {
+    bool pending = !timers_.empty() || live_remote_ > 0;
+    if (!pending || --poll_budget_ > 0) return ready_.pop_front();
+  }
+  return &loop_;
+}
+
+void Engine::suspend() {
+  TaskRecord* next = next_to_run();
+  if (next == current_) {
+    current_->state = State::running;
+    return;
+  }
+  switch_to(next);
+}
+
+void Engine::switch_to(TaskRecord* next) {
+  TaskRecord* prev = current_;
+  if (prev->stack && prev != &loop_) check_canary(prev);
+  current_ = next;
+  next->state = State::running;
+#if defined(__SANITIZE_ADDRESS__)
+  const void* bottom = next->stack ? next->stack.bottom() : next->asan_bottom;
+  std::size_t size = next->stack ? next->stack.size : next->asan_size;
+  __sanitizer_start_switch_fiber(prev->state == State::finished ? nullptr : &prev->asan_fake_stack,
+                                 bottom, size);
+#endif
+  ctx::transfer_t t = ctx::jump_fcontext(next->ctx, prev);
+  resumed(t.fctx, t.data);
+}
+
+void Engine::resumed(void* from_ctx, void* from_rec) {
+  auto* from = static_cast<TaskRecord*>(from_rec);
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(current_->asan_fake_stack, &from->asan_bottom, &from->asan_size);
+#endif
+  if (from->state == State::finished) {
+    stacks_.release(from->stack);
+    from->stack = {};
+    maybe_recycle(from);
+  } else {
+    from->ctx = from_ctx;
+  }
+}
+
+void Engine::check_canary(const TaskRecord* rec) const {
+  if (rec->stack && !StackPool::intact(rec->stack)) {
+    std::fprintf(stderr,
+                 "cos: task %lld overflowed its %zu-byte stack; memory next to it may be corrupt. "
+                 "Raise Options::stack_size, or set Options::guard_pages to stop at the overflow.\n",
+                 static_cast<long long>(rec->tid), rec->stack.size);
+    std::abort();
+  }
+}
+
+// ---- the loop (tid 0) ----------------------------------------------------
+
+void Engine::loop_entry(boost_transfer_t t) {
+  Engine* e = tls_engine;
+  e->resumed(t.fctx, t.data);
+  e->loop();
+}
+
+void Engine::loop() {
+  for (;;) {
+    poll_budget_ = poll_interval;
+    if (!service(ready_.empty())) wake_stalled();
+    switch_to(ready_.pop_front());
+  }
+}
+
+// service() fires due timers and, once a VM exists, takes its messages. With
+// may_block it waits until some task is ready; it returns false when nothing
+// could ever make one ready.
+bool Engine::service(bool may_block) {
+  fire_timers();
+  while (may_block && ready_.empty()) {
+    if (timers_.empty()) return false;
+    std::this_thread::sleep_until(timers_.top().deadline);
+    fire_timers();
+  }
+  return true;
+}
+
+void Engine::fire_timers() {
+  if (timers_.empty()) return;
+  clock::time_point now = clock::now();
+  while (!timers_.empty() && timers_.top().deadline <= now) {
+    TaskRecord* rec = timers_.top().rec;
+    timers_.pop();
+    wake(rec);
+  }
+}
+
+// wake_stalled() runs when every task waits for something that can no longer
+// happen; each such call throws coop::Error in its task instead of hanging.
+void Engine::wake_stalled() {
+  auto stall = [this](TaskRecord* rec) {
+    if (rec->state != State::blocked || rec->wait == WaitKind::drain) return;
+    rec->wake_error = std::make_exception_ptr(
+        Error("coop: " + task_name(rec->tid) + " waits for something that can never happen (deadlock)"));
+    wake(rec);
+  };
+  stall(&main_);
+  table_.for_each(stall);
+  if (ready_.empty()) {
+    std::fprintf(stderr, "cos: internal error: no task is ready and none can become ready\n");
+    std::abort();
+  }
+}
+
+// ---- system calls --------------------------------------------------------
+
+void Engine::yield() {
+  current_->state = State::ready;
+  ready_.push_back(current_);
+  suspend();
+}
+
+void Engine::sleep_until(clock::time_point deadline) {
+  timers_.push(Timer{deadline, timer_seq_++, current_});
+  block(WaitKind::sleep);
+}
+
+TaskInfo Engine::info_of(const TaskRef& ref) const {
+  TaskInfo info;
+  if (ref.serial != serial_ || ref.rec->tid != ref.tid || ref.rec->released) {
+    info.done = true;  // joined (or its scheduler is gone)
+    return info;
+  }
+  info = record_info(ref.rec);
+  return info;
+}
+
+TaskInfo record_info(const TaskRecord* r) {
+  TaskInfo info;
+  info.remote = r->remote;
+  info.done = r->state == State::finished;
+  info.host = r->host;
+  info.task_id = r->task_id;
+  info.timing = r->timing;
+  return info;
+}
+
+void Engine::join_error(Tid tid, const TaskRecord* rec) const {
+  if (tid == scheduler_tid) throw Error("coop::join: task 0 is the scheduler; it cannot be joined");
+  if (tid == main_tid) throw Error("coop::join: task 1 is the main task; it cannot be joined");
+  if (!rec) {
+    if (tid > main_tid && tid < next_tid_) {
+      throw Error("coop::join: " + task_name(tid) + " was already joined");
+    }
+    throw Error("coop::join: there is no " + task_name(tid));
+  }
+  throw Error("coop::join: " + task_name(tid) + " is not a child of " + task_name(current_->tid) +
+              " (only its parent, " + task_name(rec->parent->tid) + ", may join it)");
+}
+
+TaskRecord* Engine::join_task(const TaskRef& ref) {
+  TaskRecord* rec = ref.rec;
+  if (ref.serial != serial_) throw Error("Task::join: the task belongs to another scheduler");
+  if (rec->tid != ref.tid || rec->released) join_error(ref.tid, nullptr);
+  if (rec->parent != current_) join_error(ref.tid, rec);
+  if (rec->state == State::finished) {
+    current_->finished.erase(*rec);
+  } else {
+    current_->among = &ref.tid;
+    current_->among_n = 1;
+    block(WaitKind::join);
+    current_->woken_by = nullptr;
+  }
+  return rec;
+}
+
+TaskRecord* Engine::join_among(std::span<const Tid> among, Wait wait) {
+  TaskRecord* self = current_;
+  TaskRecord* best = nullptr;
+  if (among.empty()) {
+    if (self->live_children == 0 && self->finished.empty()) return nullptr;
+    if (!self->finished.empty()) best = &static_cast<TaskRecord&>(self->finished.oldest());
+  } else {
+    for (Tid tid : among) {
+      TaskRecord* rec = tid > main_tid ? table_.find(tid) : nullptr;
+      if (!rec) join_error(tid, nullptr);
+      if (rec->parent != self) join_error(tid, rec);
+      if (rec->state == State::finished && (!best || rec->tid < best->tid)) best = rec;
+    }
+  }
+  if (best) {
+    self->finished.erase(*best);
+    return best;
+  }
+  if (wait == Wait::poll) return nullptr;
+  self->among = among.data();
+  self->among_n = among.size();
+  block(WaitKind::join);
+  return std::exchange(self->woken_by, nullptr);
+}
+
+// ---- shutdown ------------------------------------------------------------
+
+void Engine::drain() {
+  if (current_ != &main_) throw Error("coop::Scheduler::drain: only the main task (tid 1) may drain");
+  while (live_ > 1) block(WaitKind::drain);
+  // The main task's children that nobody joined can never be joined now.
+  while (!main_.finished.empty()) {
+    auto& c = static_cast<TaskRecord&>(main_.finished.oldest());
+    main_.finished.erase(c);
+    drop(&c);
+  }
+  report_lost();
+}
+
+void Engine::report_lost() noexcept {
+  std::sort(lost_.begin(), lost_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [tid, error] : lost_) {
+    std::string what;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = demangle(typeid(e)) + ": " + e.what();
+    } catch (...) {
+      what = "an exception of a type not derived from std::exception";
+    }
+    std::fprintf(stderr, "cos: %s ended with an exception that no join collected: %s\n",
+                 task_name(tid).c_str(), what.c_str());
+  }
+  lost_.clear();
+}
+
+void Engine::set_vm(std::shared_ptr<VM> vm) {
+  if (live_remote_ > 0) throw Error("coop::Scheduler::set_vm: remote tasks are running");
+  vm_ = std::move(vm);
+}
+
+}  // namespace coop::detail

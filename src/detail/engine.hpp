@@ -1,0 +1,128 @@
+// engine.hpp: the scheduler itself, behind coop::Scheduler.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <cos/detail/core.hpp>
+#include <cos/join.hpp>
+#include <cos/scheduler.hpp>
+
+#include "detail/ring.hpp"
+#include "detail/stack_pool.hpp"
+#include "detail/task_record.hpp"
+#include "detail/tid_table.hpp"
+
+namespace coop::detail {
+
+using boost_transfer_t = boost::context::detail::transfer_t;
+
+TaskInfo record_info(const TaskRecord* rec);
+
+// Engine owns every task of one scheduler and the loop that runs them.
+//
+// Switches are direct: a task that gives up the CPU jumps straight to the
+// next ready task. Only when nothing is ready, or when timers or the VM are
+// due a look, does it jump to the loop context (tid 0), which fires timers,
+// polls or blocks in the VM, and resumes the next ready task. Every jump
+// carries the record of the task that left, so the resumed side can save that
+// task's context or, if it ended, recycle its stack.
+class Engine {
+ public:
+  explicit Engine(Options options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  static Engine* current() noexcept;
+  static Engine& current_checked(const char* what);  // throws coop::Error outside a scheduler
+
+  // Tasks.
+  LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run);
+  void start_local(TaskRecord* rec);
+  void abandon_local(const LocalSpawn& spawn) noexcept;
+  TaskInfo info_of(const TaskRef& ref) const;
+  TaskRecord* join_task(const TaskRef& ref);
+  TaskRecord* join_among(std::span<const Tid> among, Wait wait);
+  void release(TaskRecord* rec) noexcept;
+
+  // System calls of the running task.
+  void yield();
+  void sleep_until(clock::time_point deadline);
+  Tid current_tid() const { return current_->tid; }
+
+  // Scheduler queries and drain.
+  void drain();
+  void set_vm(std::shared_ptr<VM> vm);
+  const std::shared_ptr<VM>& vm() const { return vm_; }
+  std::size_t task_count() const { return live_; }
+  std::size_t remote_task_count() const { return live_remote_; }
+  std::size_t finished_unjoined() const { return current_->finished.size(); }
+
+ private:
+  struct Timer {
+    clock::time_point deadline;
+    std::uint64_t seq;  // FIFO among equal deadlines
+    TaskRecord* rec;
+    bool operator>(const Timer& o) const {
+      return deadline != o.deadline ? deadline > o.deadline : seq > o.seq;
+    }
+  };
+
+  TaskRecord* new_record();
+  void recycle(TaskRecord* rec) noexcept;
+  void maybe_recycle(TaskRecord* rec) noexcept;
+  void drop(TaskRecord* rec) noexcept;  // unjoinable from now on; keeps its error for the report
+
+  void wake(TaskRecord* rec);
+  void block(WaitKind why);  // parks the running task until wake()
+  void suspend();            // the running task is queued or parked: run another
+  TaskRecord* next_to_run();
+  void switch_to(TaskRecord* next);
+  void resumed(void* from_ctx, void* from_rec);
+  [[noreturn]] void finish_current();
+  void child_finished(TaskRecord* child);
+  void check_canary(const TaskRecord* rec) const;
+
+  static void task_entry(boost_transfer_t t);
+  static void loop_entry(boost_transfer_t t);
+  [[noreturn]] void loop();
+  bool service(bool may_block);
+  void fire_timers();
+  void wake_stalled();
+  void report_lost() noexcept;
+  [[noreturn]] void join_error(Tid tid, const TaskRecord* rec) const;
+
+  Options options_;
+  std::uint64_t serial_;
+  StackPool stacks_;
+  std::shared_ptr<VM> vm_;
+
+  TaskRecord main_;        // tid 1, runs on the thread's own stack
+  TaskRecord loop_;        // tid 0, the loop context
+  TaskRecord* current_;
+  Ring<TaskRecord*> ready_;
+  TidTable<TaskRecord> table_;
+  Tid next_tid_ = 2;
+  std::size_t live_ = 1;  // unfinished tasks, main included
+  std::size_t live_remote_ = 0;
+
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::uint64_t timer_seq_ = 0;
+  int poll_budget_ = 0;
+
+  std::vector<std::unique_ptr<TaskRecord[]>> chunks_;
+  TaskRecord* free_records_ = nullptr;
+  std::vector<std::pair<Tid, std::exception_ptr>> lost_;  // errors no join can collect now
+};
+
+}  // namespace coop::detail

@@ -1,0 +1,62 @@
+// task_record.hpp: the scheduler's bookkeeping of one task.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+
+#include <cos/detail/core.hpp>
+#include <cos/ids.hpp>
+#include <cos/timing.hpp>
+
+#include "detail/finished_set.hpp"
+#include "detail/stack_pool.hpp"
+
+namespace coop::detail {
+
+enum class State : std::uint8_t { created, ready, running, blocked, finished };
+enum class WaitKind : std::uint8_t { none, join, sleep, drain };
+
+// The FinishedNode base holds the tid and the links of the parent's FinishedSet.
+struct TaskRecord : FinishedNode {
+  TaskRecord* parent = nullptr;
+  void* ctx = nullptr;  // the fcontext to resume; valid while suspended
+  Stack stack;          // none for the main task and remote tasks
+  RunFn run = nullptr;
+  void* closure = nullptr;
+  std::size_t closure_align = 0;  // non-zero: the closure is on the heap
+  State state = State::created;
+  WaitKind wait = WaitKind::none;
+  bool remote = false;
+  // released: no longer joinable (joined, or its parent ended); the record
+  // is recycled once its stack is free and no child points at it.
+  bool released = false;
+  std::uint32_t live_children = 0;  // children that have not ended
+
+  FinishedSet finished;  // children that ended and wait for a join
+
+  // A blocking join: the tids it waits for (all children when among_n is 0),
+  // and the child that woke it.
+  const Tid* among = nullptr;
+  std::size_t among_n = 0;
+  TaskRecord* woken_by = nullptr;
+  // wake_error is thrown by the blocking call when the scheduler wakes a task
+  // that nothing else could ever wake.
+  std::exception_ptr wake_error;
+
+  ValueBox value;
+  std::optional<HostId> host;
+  std::optional<TaskId> task_id;
+  Timing timing;
+
+  TaskRecord* next_free = nullptr;
+
+#if defined(__SANITIZE_ADDRESS__)
+  void* asan_fake_stack = nullptr;
+  const void* asan_bottom = nullptr;
+  std::size_t asan_size = 0;
+#endif
+};
+
+}  // namespace coop::detail

@@ -1,0 +1,26 @@
+#include <cos/errors.hpp>
+
+namespace coop {
+
+NotRegistered::NotRegistered(std::string function)
+    : Error("coop: function '" + function +
+            "' is not registered for remote calls (add COS_REMOTE(" + function +
+            ") at namespace scope)"),
+      function_(std::move(function)) {}
+
+namespace {
+std::string remote_what(const std::string& type, const std::string& message,
+                        const std::optional<HostId>& host) {
+  std::string s = type + ": " + message;
+  if (host) s += " (on host " + host->name() + ")";
+  return s;
+}
+}  // namespace
+
+RemoteError::RemoteError(std::string type, std::string message, std::optional<HostId> host)
+    : Error(remote_what(type, message, host)),
+      type_(std::move(type)),
+      message_(std::move(message)),
+      host_(std::move(host)) {}
+
+}  // namespace coop
