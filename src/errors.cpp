@@ -2,10 +2,21 @@
 
 namespace coop {
 
+namespace {
+// A plain name can be quoted in the fix; an address cannot.
+bool is_name(const std::string& s) {
+  return !s.empty() && s.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:") ==
+                           std::string::npos;
+}
+}  // namespace
+
 NotRegistered::NotRegistered(std::string function)
-    : Error("coop: function '" + function +
-            "' is not registered for remote calls (add COS_REMOTE(" + function +
-            ") at namespace scope)"),
+    : Error(is_name(function)
+                ? "coop: function '" + function + "' is not registered for remote calls (add COS_REMOTE(" +
+                      function + ") at namespace scope, in every program that runs it)"
+                : "coop: the function " + function +
+                      " is not registered for remote calls (add COS_REMOTE(its name) at namespace scope)"),
       function_(std::move(function)) {}
 
 namespace {

@@ -14,6 +14,7 @@ std::optional<Joined> join(std::span<const Tid> among, Wait wait) {
   j.tid = rec->tid;
   j.host = rec->host;
   j.timing = rec->timing;
+  j.output = std::move(rec->output);
   j.value = std::move(rec->value);
   return j;
 }

@@ -6,6 +6,7 @@
 
 #include <cos/errors.hpp>
 #include <cos/spawn.hpp>
+#include <cos/vm.hpp>
 
 #include "detail/engine.hpp"
 
@@ -21,6 +22,7 @@ Scheduler::Scheduler(Options options) : engine_(std::make_unique<detail::Engine>
 Scheduler::~Scheduler() {
   try {
     engine_->drain();
+    if (engine_->vm()) engine_->vm()->finalize();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cos: the scheduler could not finish its tasks: %s\n", e.what());
     std::abort();
@@ -37,6 +39,8 @@ Scheduler* Scheduler::current_or_null() noexcept { return tls_scheduler; }
 
 void Scheduler::set_vm(std::shared_ptr<VM> vm) { engine_->set_vm(std::move(vm)); }
 const std::shared_ptr<VM>& Scheduler::vm() const { return engine_->vm(); }
+int Scheduler::slots() const { return engine_->slots(); }
+int Scheduler::free_slots() const { return engine_->free_slots(); }
 std::size_t Scheduler::task_count() const { return engine_->task_count(); }
 std::size_t Scheduler::remote_task_count() const { return engine_->remote_task_count(); }
 std::size_t Scheduler::local_task_count() const {
@@ -68,6 +72,29 @@ JoinedTask join_task(const TaskRef& ref) {
 void release(const JoinedTask& joined) noexcept { joined.engine->release(joined.rec); }
 std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined) {
   return std::make_unique<TaskInfo>(record_info(joined.rec));
+}
+
+bool has_vm() {
+  Engine* e = Engine::current();
+  return e && e->has_vm();
+}
+TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode) {
+  return Engine::current_checked("coop::spawn").spawn_remote(options, std::move(call), decode);
+}
+bool cancel(const TaskRef& ref) { return Engine::current_checked("Task::cancel").cancel(ref); }
+
+void Waiter::wait() {
+  Engine& e = Engine::current_checked("coop: waiting on a stream");
+  rec_ = e.running();
+  struct Clear {
+    TaskRecord*& r;
+    ~Clear() { r = nullptr; }
+  } clear{rec_};
+  e.park();
+}
+
+void Waiter::notify() {
+  if (rec_) Engine::current()->unpark(std::exchange(rec_, nullptr));
 }
 
 void yield_now() { Engine::current_checked("coop::yield").yield(); }

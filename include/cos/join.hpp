@@ -2,6 +2,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <span>
 
 #include <cos/detail/value_box.hpp>
@@ -16,6 +17,7 @@ struct COS_API Joined {
   Tid tid = invalid_tid;
   std::optional<HostId> host{};  // where a remote child ran; nullopt for a local one
   Timing timing{};
+  std::string output{};  // what a remote child printed, where the backend captures it
 
   // get<T>() moves the child's value out, or rethrows its exception. Throws
   // coop::Error when T is not what the child returned, or on a second call.

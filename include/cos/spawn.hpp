@@ -13,20 +13,11 @@
 #include <cos/detail/core.hpp>
 #include <cos/export.hpp>
 #include <cos/ids.hpp>
+#include <cos/spawn_options.hpp>
+#include <cos/remote.hpp>
 #include <cos/task.hpp>
 
 namespace coop {
-
-// Spawn holds the options of a spawn; every field is optional.
-struct Spawn {
-  bool remote = false;               // run on a VM slot (locally when there is no VM)
-  std::optional<HostId> host{};      // remote: only on this host
-  bool block = true;                 // remote: wait (yielding) for a free slot
-  bool enqueue = true;               // with block = false: queue instead of failing
-  int priority = 0;                  // queued spawns: higher first, FIFO within equal
-  std::optional<std::chrono::nanoseconds> timeout{};  // remote: fail with coop::Timeout
-  int retries = 0;                   // remote: run again after coop::WorkerLost
-};
 
 namespace detail {
 
@@ -85,13 +76,30 @@ template <class F, class... A> auto spawn(F&& f, A&&... args) {
   return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
 }
 
-// spawn(opt, f, args...) spawns with options. Without a VM a remote spawn
-// runs locally, as PyOPUS does.
+// spawn(opt, f, args...) spawns with options; f must be a function. With
+// opt.remote and a VM, the call is serialized and runs on a slot (f must be
+// registered with COS_REMOTE, or coop::NotRegistered is thrown); a blocking
+// spawn yields until a slot is free. Without a VM it runs locally, as PyOPUS
+// does. Only tasks of a scheduler may call it.
 template <class F, class... A> auto spawn(Spawn opt, F&& f, A&&... args) {
-  static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...>,
+  using Fn = std::decay_t<F>;
+  static_assert(std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>,
+                "coop::spawn(Spawn, f, ...): f must be a function registered with COS_REMOTE; "
+                "a lambda or function object cannot travel to another process (spawn it "
+                "without Spawn options to run it locally)");
+  static_assert(std::is_invocable_v<Fn, A...>,
                 "coop::spawn: the function cannot be called with these arguments");
-  (void)opt;
-  return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
+  using T = detail::FnTraits<Fn>;
+  using R = typename T::result;
+  if (!opt.remote || !detail::has_vm()) {
+    return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
+  }
+  Fn fn = f;
+  const std::string* name = detail::remote_name(reinterpret_cast<const void*>(fn));
+  if (!name) detail::unregistered(reinterpret_cast<const void*>(fn), typeid(Fn));
+  detail::check_registry();
+  Call call{*name, detail::to_bytes(typename T::args(std::forward<A>(args)...))};
+  return Task<R>(detail::spawn_remote(opt, std::move(call), &detail::decode<R>));
 }
 
 // yield() moves the calling task behind every task that is ready now and runs

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <cos/detail/core.hpp>
@@ -41,12 +42,25 @@ template <class R> class Task {
   bool valid() const { return ref_.tid != invalid_tid; }
   // remote() says whether the task runs (or will run) on a VM slot.
   bool remote() const { return info().remote; }
+  // output() is what a remote child printed (for backends that capture it).
+  std::string output() const { return info().output; }
+  // timing() is when a remote child was submitted, started, completed and received.
+  Timing timing() const { return info().timing; }
   // task_id() and host() say where a remote task runs; nullopt for a local
   // task, and for a queued one that has not started yet.
   std::optional<TaskId> task_id() const { return info().task_id; }
   std::optional<HostId> host() const { return info().host; }
   // done() says whether the child has ended (it never yields).
   bool done() const { return joined_ || info().done; }
+
+  // cancel() stops a remote child, queued or running (a worker process is
+  // killed and replaced); its join then throws coop::Cancelled. Returns false
+  // when the child had already ended. Only the parent may call it; a local
+  // child cannot be cancelled (coop::Error).
+  bool cancel() {
+    if (!valid()) throw Error("Task::cancel: the handle is invalid (the spawn found no slot)");
+    return !joined_ && detail::cancel(ref_);
+  }
 
   // join() yields until the child ends, then returns its value or rethrows
   // its exception (a remote one as coop::RemoteError). Only the parent may

@@ -102,6 +102,8 @@ void Engine::recycle(TaskRecord* rec) noexcept {
   rec->value.clear();
   if (rec->remote) {
     rec->remote = false;
+    rec->job.reset();
+    rec->output.clear();
     rec->host.reset();
     rec->task_id.reset();
     rec->timing = Timing{};
@@ -195,18 +197,22 @@ void Engine::task_entry(boost_transfer_t t) {
 void Engine::finish_current() {
   TaskRecord* self = current_;
   check_canary(self);
-  self->state = State::finished;
-  --live_;
-  // Its unjoined children can never be joined now.
-  while (!self->finished.empty()) {
-    auto& c = static_cast<TaskRecord&>(self->finished.oldest());
-    self->finished.erase(c);
-    drop(&c);
-  }
-  child_finished(self);
-  if (live_ == 1 && main_.wait == WaitKind::drain) wake(&main_);
+  ended(self);
   switch_to(next_to_run());
   std::abort();  // unreachable: nothing resumes a finished task
+}
+
+void Engine::ended(TaskRecord* rec) {
+  rec->state = State::finished;
+  --live_;
+  // Its unjoined children can never be joined now.
+  while (!rec->finished.empty()) {
+    auto& c = static_cast<TaskRecord&>(rec->finished.oldest());
+    rec->finished.erase(c);
+    drop(&c);
+  }
+  if (live_ == 1 && main_.wait == WaitKind::drain) wake(&main_);
+  child_finished(rec);  // last: it may recycle an orphan's record
 }
 
 void Engine::child_finished(TaskRecord* c) {
@@ -244,7 +250,7 @@ void Engine::block(WaitKind why) {
 
 TaskRecord* Engine::next_to_run() {
   if (!ready_.empty()) {
-    bool pending = !timers_.empty() || live_remote_ > 0;
+    bool pending = !timers_.empty() || vm_busy();
     if (!pending || --poll_budget_ > 0) return ready_.pop_front();
   }
   return &loop_;
@@ -314,14 +320,24 @@ void Engine::loop() {
   }
 }
 
-// service() fires due timers and, once a VM exists, takes its messages. With
-// may_block it waits until some task is ready; it returns false when nothing
-// could ever make one ready.
+// service() fires due timers and takes the VM's messages. With may_block it
+// waits, in the VM or for the next timer, until some task is ready; it
+// returns false when nothing could ever make one ready.
 bool Engine::service(bool may_block) {
   fire_timers();
+  if (vm_busy()) receive(std::chrono::nanoseconds(0));
   while (may_block && ready_.empty()) {
-    if (timers_.empty()) return false;
-    std::this_thread::sleep_until(timers_.top().deadline);
+    bool vm_pending = vm_busy();
+    if (timers_.empty() && !vm_pending) return false;
+    if (vm_pending) {
+      auto wait = timers_.empty() ? std::chrono::nanoseconds(-1)
+                                  : std::max(std::chrono::nanoseconds(0),
+                                             std::chrono::ceil<std::chrono::nanoseconds>(
+                                                 timers_.top().deadline - clock::now()));
+      receive(wait);
+    } else {
+      std::this_thread::sleep_until(timers_.top().deadline);
+    }
     fire_timers();
   }
   return true;
@@ -331,10 +347,20 @@ void Engine::fire_timers() {
   if (timers_.empty()) return;
   clock::time_point now = clock::now();
   while (!timers_.empty() && timers_.top().deadline <= now) {
-    TaskRecord* rec = timers_.top().rec;
+    Timer t = timers_.top();
     timers_.pop();
-    wake(rec);
+    fire(t);
   }
+}
+
+void Engine::fire(const Timer& t) {
+  if (!t.task) {
+    wake(t.rec);
+    return;
+  }
+  // A remote timeout counts only if that very attempt still runs.
+  TaskRecord* rec = t.rec;
+  if (rec->tid == t.tid && rec->state != State::finished && rec->task_id == t.task) time_out(rec);
 }
 
 // wake_stalled() runs when every task waits for something that can no longer
@@ -363,7 +389,7 @@ void Engine::yield() {
 }
 
 void Engine::sleep_until(clock::time_point deadline) {
-  timers_.push(Timer{deadline, timer_seq_++, current_});
+  timers_.push(Timer{deadline, timer_seq_++, current_, current_->tid, std::nullopt});
   block(WaitKind::sleep);
 }
 
@@ -384,6 +410,7 @@ TaskInfo record_info(const TaskRecord* r) {
   info.host = r->host;
   info.task_id = r->task_id;
   info.timing = r->timing;
+  info.output = r->output;
   return info;
 }
 
@@ -473,7 +500,7 @@ void Engine::report_lost() noexcept {
 }
 
 void Engine::set_vm(std::shared_ptr<VM> vm) {
-  if (live_remote_ > 0) throw Error("coop::Scheduler::set_vm: remote tasks are running");
+  if (live_remote_ > 0 || vm_busy()) throw Error("coop::Scheduler::set_vm: remote tasks are running");
   vm_ = std::move(vm);
 }
 

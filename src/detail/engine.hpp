@@ -6,8 +6,11 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <map>
 #include <queue>
 #include <span>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -60,19 +63,37 @@ class Engine {
   void sleep_until(clock::time_point deadline);
   Tid current_tid() const { return current_->tid; }
 
+  // Remote tasks (engine_remote.cpp).
+  bool has_vm() const { return vm_ != nullptr; }
+  TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode);
+  bool cancel(const TaskRef& ref);
+
+  // Parking, for synchronisation built on the scheduler (streams): park()
+  // blocks the running task until unpark() makes it ready again.
+  TaskRecord* running() const { return current_; }
+  void park() { block(WaitKind::park); }
+  void unpark(TaskRecord* rec) {
+    if (rec->state == State::blocked && rec->wait == WaitKind::park) wake(rec);
+  }
+
   // Scheduler queries and drain.
   void drain();
   void set_vm(std::shared_ptr<VM> vm);
   const std::shared_ptr<VM>& vm() const { return vm_; }
   std::size_t task_count() const { return live_; }
   std::size_t remote_task_count() const { return live_remote_; }
+  int slots() const;
+  int free_slots() const;
   std::size_t finished_unjoined() const { return current_->finished.size(); }
 
  private:
+  // A timer wakes a sleeping task or, with `task`, times out a remote one.
   struct Timer {
     clock::time_point deadline;
     std::uint64_t seq;  // FIFO among equal deadlines
     TaskRecord* rec;
+    Tid tid;
+    std::optional<TaskId> task;
     bool operator>(const Timer& o) const {
       return deadline != o.deadline ? deadline > o.deadline : seq > o.seq;
     }
@@ -91,6 +112,7 @@ class Engine {
   void resumed(void* from_ctx, void* from_rec);
   [[noreturn]] void finish_current();
   void child_finished(TaskRecord* child);
+  void ended(TaskRecord* rec);  // bookkeeping of any task that ended
   void check_canary(const TaskRecord* rec) const;
 
   static void task_entry(boost_transfer_t t);
@@ -98,6 +120,22 @@ class Engine {
   [[noreturn]] void loop();
   bool service(bool may_block);
   void fire_timers();
+  void fire(const Timer& timer);
+
+  // Remote bookkeeping (engine_remote.cpp).
+  using QueueKey = std::pair<int, std::uint64_t>;  // (-priority, FIFO sequence)
+  using Queue = std::map<QueueKey, TaskRecord*>;
+  bool vm_busy() const { return !running_.empty() || !abandoned_.empty(); }
+  bool start_on_vm(TaskRecord* rec);
+  void enqueue(TaskRecord* rec);
+  void dequeue(TaskRecord* rec);
+  void start_queued();
+  void receive(std::chrono::nanoseconds timeout);
+  void on_message(Message&& m);
+  void remote_ended(TaskRecord* rec, std::exception_ptr error);
+  void abandon_running(TaskRecord* rec);
+  void time_out(TaskRecord* rec);
+  void fail_all_remote(std::exception_ptr error);
   void wake_stalled();
   void report_lost() noexcept;
   [[noreturn]] void join_error(Tid tid, const TaskRecord* rec) const;
@@ -119,6 +157,12 @@ class Engine {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::uint64_t timer_seq_ = 0;
   int poll_budget_ = 0;
+
+  std::unordered_map<TaskId, TaskRecord*> running_;  // remote tasks on a slot
+  std::unordered_set<TaskId> abandoned_;  // cancelled or timed out, slot not yet free
+  Queue any_host_queue_;
+  std::map<HostId, Queue> host_queues_;
+  std::uint64_t queue_seq_ = 0;
 
   std::vector<std::unique_ptr<TaskRecord[]>> chunks_;
   TaskRecord* free_records_ = nullptr;

@@ -4,11 +4,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <chrono>
+#include <memory>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include <cos/detail/core.hpp>
 #include <cos/ids.hpp>
 #include <cos/timing.hpp>
+#include <cos/vm.hpp>
 
 #include "detail/finished_set.hpp"
 #include "detail/stack_pool.hpp"
@@ -16,7 +21,23 @@
 namespace coop::detail {
 
 enum class State : std::uint8_t { created, ready, running, blocked, finished };
-enum class WaitKind : std::uint8_t { none, join, sleep, drain };
+enum class WaitKind : std::uint8_t { none, join, sleep, drain, slot, park };
+
+// RemoteJob is what a remote task needs until it ends: the call (kept to
+// start it again after a lost worker), how to decode its value, and its
+// spawn options.
+struct RemoteJob {
+  Call call;
+  DecodeFn decode = nullptr;
+  std::optional<HostId> host;
+  int priority = 0;
+  std::optional<std::chrono::nanoseconds> timeout;
+  int retries = 0;
+  int attempts = 0;
+  TaskRecord* spawner = nullptr;  // blocked in a blocking spawn until this starts
+  bool queued = false;
+  std::pair<int, std::uint64_t> queue_key{};  // (-priority, FIFO sequence)
+};
 
 // The FinishedNode base holds the tid and the links of the parent's FinishedSet.
 struct TaskRecord : FinishedNode {
@@ -46,6 +67,8 @@ struct TaskRecord : FinishedNode {
   std::exception_ptr wake_error;
 
   ValueBox value;
+  std::unique_ptr<RemoteJob> job;  // remote tasks, until they end
+  std::string output;              // what a remote task printed
   std::optional<HostId> host;
   std::optional<TaskId> task_id;
   Timing timing;

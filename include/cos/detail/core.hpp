@@ -3,14 +3,18 @@
 #pragma once
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
+#include <string>
 #include <memory>
 #include <optional>
 
 #include <cos/detail/value_box.hpp>
 #include <cos/export.hpp>
 #include <cos/ids.hpp>
+#include <cos/spawn_options.hpp>
 #include <cos/timing.hpp>
+#include <cos/vm.hpp>
 
 namespace coop::detail {
 
@@ -50,6 +54,7 @@ struct TaskInfo {
   std::optional<HostId> host{};
   std::optional<TaskId> task_id{};
   Timing timing{};
+  std::string output{};
 };
 COS_API TaskInfo info_of(const TaskRef& ref);
 
@@ -66,6 +71,27 @@ COS_API JoinedTask join_task(const TaskRef& ref);
 COS_API void release(const JoinedTask& joined) noexcept;
 // remote_info() is what a joined remote record reports about where it ran.
 COS_API std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined);
+
+// Remote spawns. decode turns a serialized value into the task's ValueBox.
+using DecodeFn = void (*)(const std::string& bytes, ValueBox& out);
+// has_vm() says whether the calling task's scheduler has a VM (false outside one).
+COS_API bool has_vm();
+// spawn_remote() starts or queues `call`; the ref is invalid when a
+// non-blocking, non-queued spawn found no free slot.
+COS_API TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode);
+// cancel() stops a child: false when it had already ended.
+COS_API bool cancel(const TaskRef& ref);
+
+// Waiter parks one task until another task wakes it; streams are built on it.
+class COS_API Waiter {
+ public:
+  void wait();    // parks the calling task until notify(); other tasks run
+  void notify();  // makes the parked task ready; nothing when none is parked
+  bool waiting() const { return rec_ != nullptr; }
+
+ private:
+  TaskRecord* rec_ = nullptr;
+};
 
 struct ReleaseGuard {
   const JoinedTask& joined;

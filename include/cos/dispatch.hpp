@@ -1,0 +1,272 @@
+// dispatch.hpp: dispatch(), fan a job list out over the slots and stream the
+// results into a collector, as PyOPUS's dispatch() does.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <cos/export.hpp>
+#include <cos/job.hpp>
+#include <cos/join.hpp>
+#include <cos/outcome.hpp>
+#include <cos/scheduler.hpp>
+#include <cos/spawn.hpp>
+#include <cos/stream.hpp>
+
+namespace coop {
+
+struct DispatchOptions {
+  bool remote = true;                  // run jobs on the VM's slots (locally without a VM)
+  std::optional<bool> keep_results{};  // return the values in job order (default: when there is no collector)
+  int max_in_flight = 0;               // 0: one per slot of the VM (one at a time without a VM)
+  bool progress = false;               // a progress line on stderr, when it is a terminal
+  Spawn spawn{};                       // options of every job's spawn (host, priority, timeout, retries)
+  DispatchStats* stats = nullptr;      // where to leave the figures when the dispatch ends
+};
+
+namespace detail {
+
+// The job type of a source: a range of Job<R>, or a callable returning
+// std::optional<Job<R>>.
+template <class Jobs, class = void> struct JobsTraits;
+template <class Jobs>
+struct JobsTraits<Jobs, std::enable_if_t<std::ranges::input_range<Jobs>>> {
+  using job = std::remove_cvref_t<std::ranges::range_value_t<Jobs>>;
+};
+template <class Jobs>
+struct JobsTraits<Jobs, std::enable_if_t<!std::ranges::input_range<Jobs> && std::is_invocable_v<Jobs&>>> {
+  using job = typename std::invoke_result_t<Jobs&>::value_type;
+};
+template <class J> struct JobResult;
+template <class R> struct JobResult<Job<R>> {
+  using type = R;
+};
+template <class Jobs> using dispatch_result_t = typename JobResult<typename JobsTraits<Jobs>::job>::type;
+
+// JobSource reads jobs one at a time from either kind of source.
+template <class Jobs, class R> class JobSource {
+ public:
+  explicit JobSource(Jobs& jobs) : jobs_(jobs) {
+    if constexpr (std::ranges::input_range<Jobs>) {
+      it_.emplace(std::ranges::begin(jobs_));
+      if constexpr (std::ranges::sized_range<Jobs>) total_ = static_cast<std::size_t>(std::ranges::size(jobs_));
+    }
+  }
+  std::optional<Job<R>> next() {
+    if constexpr (std::ranges::input_range<Jobs>) {
+      if (*it_ == std::ranges::end(jobs_)) return std::nullopt;
+      Job<R> j = **it_;
+      ++*it_;
+      return j;
+    } else {
+      return std::invoke(jobs_);
+    }
+  }
+  std::optional<std::size_t> total() const { return total_; }
+
+ private:
+  template <class J, bool = std::ranges::input_range<J>> struct IterOf {
+    using type = int;
+  };
+  template <class J> struct IterOf<J, true> {
+    using type = std::ranges::iterator_t<J>;
+  };
+  using Iter = typename IterOf<Jobs>::type;
+  Jobs& jobs_;
+  std::optional<Iter> it_;
+  std::optional<std::size_t> total_;
+};
+
+// ProgressLine draws "done/total" on stderr when it is a terminal.
+class COS_API ProgressLine {
+ public:
+  explicit ProgressLine(bool wanted);
+  void update(const DispatchStats& s, std::size_t running);
+  void finish(const DispatchStats& s);
+
+ private:
+  bool on_;
+  clock::time_point last_{};
+};
+
+COS_API int default_in_flight(bool remote);
+
+// Dispatcher runs one dispatch in the calling task.
+template <class R> class Dispatcher {
+ public:
+  Dispatcher(const DispatchOptions& opt, bool keep) : opt_(opt), keep_(keep), progress_(opt.progress) {}
+
+  template <class Source> void run(Source& source, Stream<R>& stream, const Task<void>* collector) {
+    DispatchStats& st = stream.stats_;
+    st.total = source.total();
+    int max = opt_.max_in_flight > 0 ? opt_.max_in_flight : default_in_flight(opt_.remote);
+    bool exhausted = false;
+    for (;;) {
+      while (!exhausted && !stream.stopped() && !(collector && collector->done()) &&
+             static_cast<int>(in_flight_.size()) < max) {
+        std::optional<Job<R>> j = source.next();
+        if (!j) {
+          exhausted = true;
+          break;
+        }
+        start(std::move(*j), st);
+      }
+      if (in_flight_.empty()) break;
+      collect(stream, st);
+      progress_.update(st, in_flight_.size());
+    }
+    st.finished = true;
+    progress_.finish(st);
+    if (opt_.stats) *opt_.stats = st;
+  }
+
+  std::vector<std::optional<Outcome<R>>>& kept() { return kept_; }
+  static void close(Stream<R>& stream) { stream.close(); }
+
+ private:
+  struct Running {
+    std::size_t index;
+    std::unique_ptr<Timing> local_timing;
+  };
+
+  void start(Job<R>&& j, DispatchStats& st) {
+    Spawn s = opt_.spawn;
+    s.remote = opt_.remote;
+    s.block = true;
+    auto timing = std::make_unique<Timing>();
+    timing->submitted = clock::now();
+    if (st.submitted == 0) st.first_submitted = timing->submitted;
+    std::size_t index = st.submitted++;
+    Task<R> t = j.start(s, timing.get());
+    tids_.push_back(t.tid());
+    in_flight_.emplace(t.tid(), Running{index, std::move(timing)});
+  }
+
+  void collect(Stream<R>& stream, DispatchStats& st) {
+    std::optional<Joined> joined = coop::join(tids_, Wait::block);
+    auto it = in_flight_.find(joined->tid);
+    Running running = std::move(it->second);
+    in_flight_.erase(it);
+    std::erase(tids_, joined->tid);
+
+    Result<R> r;
+    r.index = running.index;
+    r.host = joined->host;
+    r.output = std::move(joined->output);
+    if (joined->host) {
+      r.timing = joined->timing;
+    } else {
+      r.timing = *running.local_timing;
+      r.timing.received = clock::now();
+    }
+    try {
+      if constexpr (std::is_void_v<R>) {
+        joined->get<void>();
+        r.value = Outcome<R>::value();
+      } else {
+        r.value = Outcome<R>::value(joined->get<R>());
+      }
+    } catch (...) {
+      r.value = Outcome<R>::failure(std::current_exception());
+      ++st.failed;
+    }
+    ++st.done;
+    st.last_received = r.timing.received;
+    if (r.timing.completed > r.timing.started) st.serial_time += r.timing.completed - r.timing.started;
+    if (keep_) {
+      if (kept_.size() <= r.index) kept_.resize(r.index + 1);
+      kept_[r.index] = r.value;
+    }
+    stream.push(std::move(r));
+  }
+
+  DispatchOptions opt_;
+  bool keep_;
+  ProgressLine progress_;
+  std::vector<Tid> tids_;
+  std::unordered_map<Tid, Running> in_flight_;
+  std::vector<std::optional<Outcome<R>>> kept_;
+};
+
+// to_values() turns kept outcomes into the values in job order, rethrowing
+// the first failure (in job order) when a job failed.
+template <class R> std::vector<R> to_values(std::vector<std::optional<Outcome<R>>>& kept) {
+  std::vector<R> out;
+  out.reserve(kept.size());
+  for (auto& o : kept) out.push_back(std::move(*o).get());
+  return out;
+}
+
+template <class R, class Jobs, class Collector>
+auto run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions& opt) {
+  bool keep = opt.keep_results.value_or(collect == nullptr);
+  JobSource<Jobs, R> source(jobs);
+  Stream<R> stream;
+  Dispatcher<R> d(opt, keep);
+  std::exception_ptr error;
+  if (collect) {
+    // The collector is a local child: it runs until it waits for the first result.
+    Task<void> collector = coop::spawn([&stream, collect] { (*collect)(stream); });
+    try {
+      d.run(source, stream, &collector);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    Dispatcher<R>::close(stream);
+    collector.join();  // rethrows what the collector threw
+  } else {
+    d.run(source, stream, nullptr);
+  }
+  if (error) std::rethrow_exception(error);
+  if constexpr (std::is_void_v<R>) {
+    for (auto& o : d.kept()) o->get();
+  } else {
+    return to_values<R>(d.kept());
+  }
+}
+
+}  // namespace detail
+
+// dispatch(jobs, collect, options) runs every job on the slots (one per slot
+// at a time by default) and feeds each result, as it finishes, to `collect`,
+// a `void(coop::Stream<R>&)` that runs as a local child task: its loop sees
+// results in completion order; the code after its loop is the post-processing
+// step. `jobs` is a range of Job<R> or a callable returning
+// std::optional<Job<R>> (an open-ended generator; nullopt ends it).
+// Returns the values in job order when options.keep_results (then the first
+// failed job rethrows after all have ended); otherwise an empty vector.
+// Yields; only tasks of a scheduler may call it. What the collector throws is
+// rethrown once the jobs already started have ended.
+template <class Jobs, class Collector>
+auto dispatch(Jobs&& jobs, Collector&& collect, DispatchOptions options = {}) {
+  using R = detail::dispatch_result_t<std::remove_cvref_t<Jobs>>;
+  static_assert(std::is_invocable_v<Collector&, Stream<R>&>,
+                "coop::dispatch: the collector must be callable as void(coop::Stream<R>&)");
+  auto& collector = collect;
+  return detail::run_dispatch<R>(jobs, &collector, options);
+}
+
+// dispatch(jobs, options) runs every job and returns the values in job order;
+// a failed job's exception is rethrown (the first in job order) after every
+// job has ended.
+template <class Jobs> auto dispatch(Jobs&& jobs, DispatchOptions options = {}) {
+  using R = detail::dispatch_result_t<std::remove_cvref_t<Jobs>>;
+  using NoCollector = void (*)(Stream<R>&);
+  return detail::run_dispatch<R, std::remove_reference_t<Jobs>, NoCollector>(jobs, nullptr, options);
+}
+
+// dispatch_single(f, args...) runs one job remotely and returns its value
+// (or rethrows): PyOPUS's dispatchSingle, for moving one call to a slot.
+template <class F, class... A> auto dispatch_single(F&& f, A&&... args) {
+  return coop::spawn(Spawn{.remote = true}, std::forward<F>(f), std::forward<A>(args)...).join();
+}
+
+}  // namespace coop

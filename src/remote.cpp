@@ -1,0 +1,114 @@
+#include <cos/remote.hpp>
+
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+#include <cxxabi.h>
+
+#include <cos/errors.hpp>
+
+namespace coop::detail {
+namespace {
+
+struct Entry {
+  std::string name;
+  Invoker invoker;
+  const void* address;
+  std::string where;
+};
+
+// The registry is filled by static initializers (one thread, before main) and
+// only read afterwards; the mutex covers registrations from dlopen'ed code.
+struct Registry {
+  std::mutex mutex;
+  std::unordered_map<std::string, Entry> by_name;
+  std::unordered_map<const void*, const Entry*> by_address;
+  std::string duplicates;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry;  // never destroyed: workers use it until exit
+  return *r;
+}
+
+}  // namespace
+
+bool register_remote(const char* name, Invoker invoker, const void* address, const char* file,
+                     int line) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  std::string where = std::string(file) + ":" + std::to_string(line);
+  auto [it, inserted] = r.by_name.try_emplace(name, Entry{name, invoker, address, where});
+  if (!inserted) {
+    r.duplicates += "\n  '" + std::string(name) + "' at " + it->second.where + " and at " + where;
+    return false;
+  }
+  r.by_address[address] = &it->second;
+  return true;
+}
+
+const std::string* remote_name(const void* address) {
+  Registry& r = registry();
+  auto it = r.by_address.find(address);
+  return it == r.by_address.end() ? nullptr : &it->second->name;
+}
+
+void check_registry() {
+  Registry& r = registry();
+  if (!r.duplicates.empty()) {
+    throw Error("coop: COS_REMOTE registered a name twice (names must be unique):" + r.duplicates);
+  }
+}
+
+void unregistered(const void* address, const std::type_info& type) {
+  std::string name;
+  Dl_info info{};
+  if (::dladdr(address, &info) && info.dli_sname) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+    name = status == 0 && d ? d : info.dli_sname;
+    std::free(d);
+  } else {
+    std::ostringstream os;
+    os << demangle(type) << " at " << address;
+    name = os.str();
+  }
+  throw NotRegistered(name);
+}
+
+Message execute(const Call& call) {
+  Message m;
+  m.kind = Message::Kind::result;
+  m.started = clock::now();
+  const Entry* entry = nullptr;
+  {
+    Registry& r = registry();
+    auto it = r.by_name.find(call.function);
+    if (it != r.by_name.end()) entry = &it->second;
+  }
+  if (!entry) {
+    m.error_type = "coop::NotRegistered";
+    m.payload = call.function;
+  } else {
+    try {
+      entry->invoker(call.args, m.payload);
+      m.ok = true;
+    } catch (const std::exception& e) {
+      m.error_type = demangle(typeid(e));
+      m.payload = e.what();
+    } catch (...) {
+      const std::type_info* t = abi::__cxa_current_exception_type();
+      m.error_type = t ? demangle(*t) : "unknown";
+      m.payload = "an exception of type " + m.error_type + " (not derived from std::exception)";
+    }
+  }
+  m.completed = clock::now();
+  return m;
+}
+
+}  // namespace coop::detail

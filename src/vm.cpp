@@ -1,0 +1,7 @@
+#include <cos/vm.hpp>
+
+namespace coop {
+
+VM::~VM() = default;
+
+}  // namespace coop
