@@ -38,18 +38,23 @@ ThreadVM::ThreadVM(const std::map<std::string, int>& slots_per_host) {
 ThreadVM::~ThreadVM() { finalize(); }
 
 void ThreadVM::serve(Slot& slot) {
-  std::unique_lock lock(mutex_);
   for (;;) {
-    slot.wake.wait(lock, [&] { return stopping_ || slot.work; });
-    if (stopping_) return;
-    std::unique_ptr<Call> call = std::move(slot.work);
-    TaskId task = slot.task;
-    lock.unlock();
+    std::unique_ptr<Call> call;
+    TaskId task;
+    {
+      std::unique_lock lock(slot.mutex);
+      slot.wake.wait(lock, [&] { return slot.stop || slot.work; });
+      if (slot.stop) return;
+      call = std::move(slot.work);
+      task = slot.work_task;
+    }
     Message m = detail::execute(*call);
     m.task = task;
     m.host = slot.host;
-    lock.lock();
-    inbox_.push_back(std::move(m));
+    {
+      std::lock_guard lock(inbox_mutex_);
+      inbox_.push_back(std::move(m));
+    }
     done_.notify_one();
   }
 }
@@ -71,14 +76,15 @@ std::optional<TaskId> ThreadVM::start(const Call& call, const std::optional<Host
                          [&](const auto& s) { return !s->busy && (!host || s->host == *host); });
   if (it == slots_.end()) return std::nullopt;
   Slot& slot = **it;
+  if (finalized_) throw Error("coop::ThreadVM: start() after finalize()");
   TaskId id(next_task_++);
   auto work = std::make_unique<Call>(call);
   {
-    std::lock_guard lock(mutex_);
-    if (stopping_) throw Error("coop::ThreadVM: start() after finalize()");
+    std::lock_guard lock(slot.mutex);
     slot.work = std::move(work);
-    slot.task = id;
+    slot.work_task = id;
   }
+  slot.task = id;
   slot.busy = true;
   slot.cancelled = false;
   --free_;
@@ -88,10 +94,12 @@ std::optional<TaskId> ThreadVM::start(const Call& call, const std::optional<Host
 }
 
 std::optional<Message> ThreadVM::receive(std::chrono::nanoseconds timeout) {
-  std::unique_lock lock(mutex_);
+  std::unique_lock lock(inbox_mutex_);
   auto ready = [&] { return !inbox_.empty(); };
   if (timeout.count() < 0) {
     done_.wait(lock, ready);
+  } else if (timeout.count() == 0) {
+    if (!ready()) return std::nullopt;  // a poll: no timed wait, no system call
   } else if (!done_.wait_for(lock, timeout, ready)) {
     return std::nullopt;
   }
@@ -122,14 +130,17 @@ void ThreadVM::cancel(const TaskId& task) {
 }
 
 void ThreadVM::finalize() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) return;
-    stopping_ = true;
+  if (finalized_) return;
+  finalized_ = true;
+  for (auto& slot : slots_) {
+    {
+      std::lock_guard lock(slot->mutex);
+      slot->stop = true;
+    }
+    slot->wake.notify_one();
   }
-  for (auto& s : slots_) s->wake.notify_one();
-  for (auto& s : slots_) {
-    if (s->thread.joinable()) s->thread.join();
+  for (auto& slot : slots_) {
+    if (slot->thread.joinable()) slot->thread.join();
   }
 }
 

@@ -49,9 +49,13 @@ class COS_API ThreadVM : public VM {
     bool busy = false;       // from start() until receive() hands out its message
     bool cancelled = false;  // its result becomes an `exit` message
     TaskId task{};
-    // Guarded by mutex_: the call handed to the thread.
-    std::unique_ptr<Call> work;
+    // The handoff to the slot's thread has its own lock, so that a worker
+    // waiting for work never contends with the scheduler reading the inbox.
+    std::mutex mutex;
     std::condition_variable wake;
+    std::unique_ptr<Call> work;  // guarded by mutex
+    TaskId work_task{};          // guarded by mutex
+    bool stop = false;           // guarded by mutex
     std::thread thread;
   };
   void serve(Slot& slot);
@@ -61,11 +65,11 @@ class COS_API ThreadVM : public VM {
   std::unordered_map<TaskId, Slot*> tasks_;
   std::uint64_t next_task_ = 1;
   int free_ = 0;
+  bool finalized_ = false;
 
-  mutable std::mutex mutex_;
+  std::mutex inbox_mutex_;
   std::condition_variable done_;
-  std::deque<Message> inbox_;  // guarded by mutex_
-  bool stopping_ = false;      // guarded by mutex_
+  std::deque<Message> inbox_;  // guarded by inbox_mutex_
 };
 
 }  // namespace coop

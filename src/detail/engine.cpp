@@ -364,16 +364,26 @@ void Engine::fire(const Timer& t) {
 }
 
 // wake_stalled() runs when every task waits for something that can no longer
-// happen; each such call throws coop::Error in its task instead of hanging.
+// happen: each blocked call throws coop::Error in its task instead of
+// hanging, and a queued remote task that no slot will ever take fails.
 void Engine::wake_stalled() {
-  auto stall = [this](TaskRecord* rec) {
-    if (rec->state != State::blocked || rec->wait == WaitKind::drain) return;
-    rec->wake_error = std::make_exception_ptr(
-        Error("coop: " + task_name(rec->tid) + " waits for something that can never happen (deadlock)"));
-    wake(rec);
+  std::vector<TaskRecord*> stuck;
+  auto collect = [&](TaskRecord* rec) {
+    if (rec->state == State::blocked && rec->wait != WaitKind::drain) stuck.push_back(rec);
   };
-  stall(&main_);
-  table_.for_each(stall);
+  collect(&main_);
+  table_.for_each(collect);
+  for (TaskRecord* rec : stuck) {
+    if (rec->remote) {
+      if (rec->job && rec->job->queued) dequeue(rec);
+      remote_ended(rec, std::make_exception_ptr(Error("coop: " + task_name(rec->tid) +
+                                                      " waits for a slot that no longer runs anything")));
+    } else {
+      rec->wake_error = std::make_exception_ptr(
+          Error("coop: " + task_name(rec->tid) + " waits for something that can never happen (deadlock)"));
+      wake(rec);
+    }
+  }
   if (ready_.empty()) {
     std::fprintf(stderr, "cos: internal error: no task is ready and none can become ready\n");
     std::abort();

@@ -69,7 +69,19 @@ TaskRef Engine::spawn_remote(const Spawn& opt, Call&& call, DecodeFn decode) {
   rec->state = State::blocked;  // a remote task is never on the ready queue
 
   TaskRef ref{rec, rec->tid, serial_};
-  if (!slot_free || !start_on_vm(rec)) {
+  bool started = false;
+  try {
+    started = slot_free && start_on_vm(rec);
+  } catch (...) {
+    // The VM refused (it failed or was finalized): as if never spawned.
+    table_.erase(rec->tid);
+    --current_->live_children;
+    --live_;
+    --live_remote_;
+    recycle(rec);
+    throw;
+  }
+  if (!started) {
     enqueue(rec);
     if (opt.block) {
       job.spawner = current_;
