@@ -1,16 +1,14 @@
 #include <cos/remote.hpp>
 
-#include <dlfcn.h>
-
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
 
-#include <cxxabi.h>
-
 #include <cos/errors.hpp>
+
+#include "detail/symbol_name.hpp"
 
 namespace coop::detail {
 namespace {
@@ -66,14 +64,17 @@ void check_registry() {
 }
 
 void unregistered(const void* address, const std::type_info& type) {
-  std::string name;
-  Dl_info info{};
-  if (::dladdr(address, &info) && info.dli_sname) {
-    int status = 0;
-    char* d = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
-    name = status == 0 && d ? d : info.dli_sname;
-    std::free(d);
-  } else {
+  std::string name = symbol_name(address);
+  // A demangled name ends with its parameter list; COS_REMOTE takes the bare name.
+  int depth = 0;
+  for (std::size_t i = name.size(); i-- > 0;) {
+    if (name[i] == ')') ++depth;
+    if (name[i] == '(' && --depth == 0) {
+      name.erase(i);
+      break;
+    }
+  }
+  if (name.empty()) {
     std::ostringstream os;
     os << demangle(type) << " at " << address;
     name = os.str();

@@ -102,22 +102,29 @@ COS_API int default_in_flight(bool remote);
 // Dispatcher runs one dispatch in the calling task.
 template <class R> class Dispatcher {
  public:
-  Dispatcher(const DispatchOptions& opt, bool keep) : opt_(opt), keep_(keep), progress_(opt.progress) {}
+  Dispatcher(const DispatchOptions& opt, bool keep, bool streaming)
+      : opt_(opt), keep_(keep), streaming_(streaming), progress_(opt.progress) {}
 
   template <class Source> void run(Source& source, Stream<R>& stream, const Task<void>* collector) {
     DispatchStats& st = stream.stats_;
     st.total = source.total();
     int max = opt_.max_in_flight > 0 ? opt_.max_in_flight : default_in_flight(opt_.remote);
     bool exhausted = false;
+    std::exception_ptr error;  // a job that could not start: the rest still arrive
     for (;;) {
       while (!exhausted && !stream.stopped() && !(collector && collector->done()) &&
              static_cast<int>(in_flight_.size()) < max) {
-        std::optional<Job<R>> j = source.next();
-        if (!j) {
+        try {
+          std::optional<Job<R>> j = source.next();
+          if (!j) {
+            exhausted = true;
+            break;
+          }
+          start(std::move(*j), st);
+        } catch (...) {
+          error = std::current_exception();
           exhausted = true;
-          break;
         }
-        start(std::move(*j), st);
       }
       if (in_flight_.empty()) break;
       collect(stream, st);
@@ -126,6 +133,7 @@ template <class R> class Dispatcher {
     st.finished = true;
     progress_.finish(st);
     if (opt_.stats) *opt_.stats = st;
+    if (error) std::rethrow_exception(error);
   }
 
   std::vector<std::optional<Outcome<R>>>& kept() { return kept_; }
@@ -144,8 +152,9 @@ template <class R> class Dispatcher {
     auto timing = std::make_unique<Timing>();
     timing->submitted = clock::now();
     if (st.submitted == 0) st.first_submitted = timing->submitted;
-    std::size_t index = st.submitted++;
+    std::size_t index = st.submitted;
     Task<R> t = j.start(s, timing.get());
+    ++st.submitted;
     tids_.push_back(t.tid());
     in_flight_.emplace(t.tid(), Running{index, std::move(timing)});
   }
@@ -181,15 +190,20 @@ template <class R> class Dispatcher {
     ++st.done;
     st.last_received = r.timing.received;
     if (r.timing.completed > r.timing.started) st.serial_time += r.timing.completed - r.timing.started;
-    if (keep_) {
-      if (kept_.size() <= r.index) kept_.resize(r.index + 1);
-      kept_[r.index] = r.value;
+    if (keep_ && kept_.size() <= r.index) kept_.resize(r.index + 1);
+    if (!streaming_) {  // no collector reads the stream
+      if (keep_) kept_[r.index] = std::move(r.value);
+      return;
+    }
+    if constexpr (std::is_copy_constructible_v<Outcome<R>>) {
+      if (keep_) kept_[r.index] = r.value;
     }
     stream.push(std::move(r));
   }
 
   DispatchOptions opt_;
   bool keep_;
+  bool streaming_;
   ProgressLine progress_;
   std::vector<Tid> tids_;
   std::unordered_map<Tid, Running> in_flight_;
@@ -208,9 +222,15 @@ template <class R> std::vector<R> to_values(std::vector<std::optional<Outcome<R>
 template <class R, class Jobs, class Collector>
 auto run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions& opt) {
   bool keep = opt.keep_results.value_or(collect == nullptr);
+  if constexpr (!std::is_copy_constructible_v<Outcome<R>>) {
+    if (keep && collect) {
+      throw Error("coop::dispatch: keep_results with a collector needs a copyable result type "
+                  "(the collector and the returned vector would both own each value)");
+    }
+  }
   JobSource<Jobs, R> source(jobs);
   Stream<R> stream;
-  Dispatcher<R> d(opt, keep);
+  Dispatcher<R> d(opt, keep, collect != nullptr);
   std::exception_ptr error;
   if (collect) {
     // The collector is a local child: it runs until it waits for the first result.

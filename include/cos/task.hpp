@@ -47,7 +47,8 @@ template <class R> class Task {
   // timing() is when a remote child was submitted, started, completed and received.
   Timing timing() const { return info().timing; }
   // task_id() and host() say where a remote task runs; nullopt for a local
-  // task, and for a queued one that has not started yet.
+  // task. A queued task has no task_id() yet, and its host() is the host it
+  // is bound to (nullopt when any host will do), as in PyOPUS.
   std::optional<TaskId> task_id() const { return info().task_id; }
   std::optional<HostId> host() const { return info().host; }
   // done() says whether the child has ended (it never yields).
