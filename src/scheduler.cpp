@@ -56,7 +56,7 @@ namespace detail {
 LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run) {
   return Engine::current_checked("coop::spawn").prepare_local(size, align, run);
 }
-void start_local(const LocalSpawn& spawn) { spawn.engine->start_local(spawn.rec); }
+TaskRef start_local(const LocalSpawn& spawn) { return spawn.engine->start_local(spawn.rec); }
 void abandon_local(const LocalSpawn& spawn) noexcept { spawn.engine->abandon_local(spawn); }
 
 TaskInfo info_of(const TaskRef& ref) {

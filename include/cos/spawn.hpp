@@ -56,8 +56,7 @@ template <class F, class... A> auto spawn_local(F&& f, A&&... args) {
     abandon_local(s);
     throw;
   }
-  start_local(s);
-  return Task<R>(s.ref);
+  return Task<R>(start_local(s));
 }
 
 COS_API void yield_now();

@@ -146,12 +146,12 @@ LocalSpawn Engine::prepare_local(std::size_t size, std::size_t align, RunFn run)
     recycle(rec);
     throw;
   }
-  rec->tid = next_tid_++;
   rec->run = run;
   char* sp = rec->stack.top();
   if (size <= max_closure_on_stack && align <= 64) {
     sp = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(sp) - size) & ~(align - 1));
     rec->closure = sp;
+    rec->closure_align = 0;
   } else {
     rec->closure = ::operator new(size, std::align_val_t(align));
     rec->closure_align = align;
@@ -159,18 +159,22 @@ LocalSpawn Engine::prepare_local(std::size_t size, std::size_t align, RunFn run)
   sp = reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(sp) & ~std::uintptr_t(63));
   rec->ctx = ctx::make_fcontext(sp, static_cast<std::size_t>(sp - rec->stack.bottom()),
                                 &Engine::task_entry);
-  return {this, rec, rec->closure, TaskRef{rec, rec->tid, serial_}};
+  return {this, rec, rec->closure};
 }
 
 void Engine::abandon_local(const LocalSpawn& spawn) noexcept {
   TaskRecord* rec = spawn.rec;
   if (rec->closure_align) ::operator delete(rec->closure, std::align_val_t(rec->closure_align));
+  rec->closure_align = 0;
   stacks_.release(rec->stack);
   rec->stack = {};
   recycle(rec);
 }
 
-void Engine::start_local(TaskRecord* rec) {
+TaskRef Engine::start_local(TaskRecord* rec) {
+  // The tid is taken only now: a spawn whose closure failed uses none.
+  rec->tid = next_tid_++;
+  TaskRef ref{rec, rec->tid, serial_};
   TaskRecord* parent = current_;
   rec->parent = parent;
   ++parent->live_children;
@@ -180,6 +184,7 @@ void Engine::start_local(TaskRecord* rec) {
   parent->state = State::ready;
   ready_.push_front(parent);
   switch_to(rec);
+  return ref;
 }
 
 void Engine::task_entry(boost_transfer_t t) {
@@ -270,6 +275,11 @@ void Engine::switch_to(TaskRecord* next) {
   if (prev->stack && prev != &loop_) check_canary(prev);
   current_ = next;
   next->state = State::running;
+  // The C++ runtime keeps the exceptions being handled per thread; each task
+  // keeps its own, so a task may yield inside a catch block.
+  EhGlobals* eh = eh_globals();
+  prev->eh = *eh;
+  *eh = next->eh;
 #if defined(__SANITIZE_ADDRESS__)
   const void* bottom = next->stack ? next->stack.bottom() : next->asan_bottom;
   std::size_t size = next->stack ? next->stack.size : next->asan_size;

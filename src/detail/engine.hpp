@@ -51,7 +51,7 @@ class Engine {
 
   // Tasks.
   LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run);
-  void start_local(TaskRecord* rec);
+  TaskRef start_local(TaskRecord* rec);
   void abandon_local(const LocalSpawn& spawn) noexcept;
   TaskInfo info_of(const TaskRef& ref) const;
   TaskRecord* join_task(const TaskRef& ref);

@@ -12,6 +12,9 @@
 #ifdef COS_HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace coop::detail {
 namespace {
@@ -76,6 +79,11 @@ Stack StackPool::allocate() {
   if (!free_.empty()) {
     Stack s = free_.back();
     free_.pop_back();
+#if defined(__SANITIZE_ADDRESS__)
+    // The last task on this stack never returned from its deepest frames;
+    // their redzones are still poisoned in ASan's shadow memory.
+    __asan_unpoison_memory_region(s.bottom(), s.size);
+#endif
     return s;
   }
   return map(size_, guard_);

@@ -39,6 +39,16 @@ struct RemoteJob {
   std::pair<int, std::uint64_t> queue_key{};  // (-priority, FIFO sequence)
 };
 
+// EhGlobals mirrors the C++ runtime's per-thread exception state
+// (__cxa_eh_globals of the Itanium C++ ABI: the stack of exceptions being
+// handled and the count of uncaught ones), saved and restored per task.
+struct EhGlobals {
+  void* caught = nullptr;
+  unsigned int uncaught = 0;
+};
+extern "C" EhGlobals* __cxa_get_globals() noexcept;
+inline EhGlobals* eh_globals() noexcept { return __cxa_get_globals(); }
+
 // The FinishedNode base holds the tid and the links of the parent's FinishedSet.
 struct TaskRecord : FinishedNode {
   TaskRecord* parent = nullptr;
@@ -74,6 +84,7 @@ struct TaskRecord : FinishedNode {
   Timing timing;
 
   TaskRecord* next_free = nullptr;
+  EhGlobals eh;  // this task's exception state while it is switched out
 
 #if defined(__SANITIZE_ADDRESS__)
   void* asan_fake_stack = nullptr;

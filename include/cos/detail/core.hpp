@@ -41,10 +41,9 @@ struct LocalSpawn {
   Engine* engine;
   TaskRecord* rec;
   void* closure;
-  TaskRef ref;
 };
 COS_API LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run);
-COS_API void start_local(const LocalSpawn& spawn);
+COS_API TaskRef start_local(const LocalSpawn& spawn);
 COS_API void abandon_local(const LocalSpawn& spawn) noexcept;
 
 // What a handle can ask about its task without joining it.
