@@ -22,7 +22,12 @@ build: deps configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The demo: `cos sweep` runs the oscillator example over a grid of drive
+# frequencies and damping, one worker process per core, and prints a row per
+# point as it finishes (CSV on stdout) and the summary (on stderr).
 demo: build
+	$(BUILD)/cos/cos sweep --param omega=0.5:1.5:0.25 --param c=0.1,0.3,1 -- \
+	  $(BUILD)/examples/oscillator --omega {omega} --c {c}
 	$(BUILD)/examples/tree
 
 bench: build

@@ -1,0 +1,401 @@
+#include "output.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+#include "csv.hpp"
+#include "params.hpp"
+#include "units.hpp"
+#include "usage.hpp"
+
+namespace coop::tool {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// cell() is a result field as CSV text: strings as they are, numbers as
+// JSON writes them, null as nothing, objects and arrays as JSON.
+std::string cell(const json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_null()) return {};
+  return dump(j);
+}
+
+// json_value() is a parameter value in a JSON row: a number when it is
+// written as a JSON number, otherwise a string.
+json json_value(const std::string& v) {
+  if (!v.empty() && (v.front() == '-' || std::isdigit(static_cast<unsigned char>(v.front())))) {
+    json j = json::parse(v, nullptr, false);
+    if (j.is_number()) return j;
+  }
+  return v;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+bool same_names(std::vector<std::string> a, std::vector<std::string> b) {
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  return a == b;
+}
+
+[[noreturn]] void other_parameters(const std::string& path, const std::vector<std::string>& theirs,
+                                   const std::vector<std::string>& ours) {
+  throw UsageError("--resume: " + path + " holds the results of a sweep over other parameters (" +
+                   (theirs.empty() ? std::string("none") : join(theirs)) + "), not of this one (" +
+                   join(ours) + "); give another --out file, or run without --resume to start over");
+}
+
+std::string read_file(const std::string& path, bool& exists) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) {
+      exists = false;
+      return {};
+    }
+    throw UsageError("--resume: cannot read " + path + " (" + std::strerror(errno) + ")");
+  }
+  exists = true;
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The fixed columns a results header must have, in this order after the parameters.
+const std::vector<std::string> fixed_after = {"status", "exit", "signal", "duration", "host", "attempts"};
+
+Previous read_previous_csv(const std::string& path, const std::string& text,
+                           const std::vector<std::string>& names) {
+  Previous prev;
+  prev.exists = true;
+  CsvText csv = parse_csv(text, false);
+  prev.partial_bytes = text.size() - csv.complete;
+  if (csv.records.empty()) return prev;
+  const std::vector<std::string>& header = csv.records.front().fields;
+  auto status_at = std::find(header.begin(), header.end(), "status");
+  bool ok = !header.empty() && header.front() == "point" && status_at != header.end() &&
+            header.back() == "error" &&
+            static_cast<std::size_t>(header.end() - status_at) >= fixed_after.size() + 1 &&
+            std::equal(fixed_after.begin(), fixed_after.end(), status_at);
+  if (!ok) {
+    throw UsageError("--resume: " + path + " is not a results file of cos sweep (its first line is '" +
+                     text.substr(0, std::min(text.find('\n'), std::size_t{200})) + "')");
+  }
+  std::vector<std::string> theirs(header.begin() + 1, status_at);
+  if (!same_names(theirs, names)) other_parameters(path, theirs, names);
+  std::vector<std::size_t> column_of;
+  for (const auto& n : names)
+    column_of.push_back(
+        static_cast<std::size_t>(std::find(header.begin(), header.end(), n) - header.begin()));
+  std::size_t status_column = static_cast<std::size_t>(status_at - header.begin());
+  std::string rows;
+  for (std::size_t r = 1; r < csv.records.size(); ++r) {
+    const CsvRecord& rec = csv.records[r];
+    if (rec.fields.size() != header.size()) {
+      throw UsageError("--resume: line " + std::to_string(rec.line) + " of " + path + " has " +
+                       std::to_string(rec.fields.size()) + " fields, its header " +
+                       std::to_string(header.size()));
+    }
+    if (rec.fields[status_column] != "ok") {
+      ++prev.failed_rows;
+      continue;
+    }
+    std::vector<std::string> key;
+    for (std::size_t c : column_of) key.push_back(canonical_value(rec.fields[c]));
+    prev.done.insert(std::move(key));
+    rows.append(text, rec.begin, rec.end - rec.begin);
+  }
+  if (!prev.done.empty()) {
+    // Without a successful row, the header (and its result columns) is
+    // written afresh from the first success of this run.
+    const CsvRecord& h = csv.records.front();
+    prev.kept = text.substr(h.begin, h.end - h.begin) + rows;
+    prev.header = header;
+  }
+  prev.unchanged = prev.kept.size() == text.size();
+  return prev;
+}
+
+Previous read_previous_jsonl(const std::string& path, const std::string& text,
+                             const std::vector<std::string>& names) {
+  Previous prev;
+  prev.exists = true;
+  std::size_t complete = text.rfind('\n');
+  complete = complete == std::string::npos ? 0 : complete + 1;
+  prev.partial_bytes = text.size() - complete;
+  std::size_t pos = 0;
+  std::size_t line_no = 0;
+  while (pos < complete) {
+    std::size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl - pos);
+    std::size_t begin = pos;
+    pos = nl + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json row = json::parse(line, nullptr, false);
+    if (!row.is_object() || !row.contains("point") || !row.contains("status") ||
+        row.begin().key() != "point") {
+      throw UsageError("--resume: line " + std::to_string(line_no) + " of " + path +
+                       " is not a row of cos sweep results");
+    }
+    std::vector<std::string> theirs;
+    for (auto it = std::next(row.begin()); it != row.end() && it.key() != "status"; ++it)
+      theirs.push_back(it.key());
+    if (!same_names(theirs, names)) other_parameters(path, theirs, names);
+    const json& status = row["status"];
+    if (!status.is_string() || status.get<std::string>() != "ok") {
+      ++prev.failed_rows;
+      continue;
+    }
+    std::vector<std::string> key;
+    for (const auto& n : names) {
+      const json& v = row[n];
+      key.push_back(canonical_value(v.is_string() ? v.get<std::string>() : dump(v)));
+    }
+    prev.done.insert(std::move(key));
+    prev.kept.append(text, begin, pos - begin);
+  }
+  prev.unchanged = prev.kept.size() == text.size();
+  return prev;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+void write_all(int fd, const std::string& data, const std::string& what) {
+  const char* p = data.data();
+  std::size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("cannot write to " + what + ": " + errno_text());
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+Format format_of(const std::string& path) {
+  if (path.empty() || path == "-" || ends_with(path, ".csv")) return Format::csv;
+  if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson")) return Format::jsonl;
+  throw UsageError("--out " + path +
+                   ": cannot tell the format from the extension (use FILE.csv or FILE.jsonl)");
+}
+
+json result_fields(const std::string& last_line, const std::vector<std::string>& names) {
+  json out = json::object();
+  if (last_line.empty()) return out;
+  auto taken = [&](const std::string& key) {
+    const auto& reserved = reserved_columns();
+    return std::find(names.begin(), names.end(), key) != names.end() ||
+           std::find(reserved.begin(), reserved.end(), key) != reserved.end();
+  };
+  auto put = [&](const std::string& key, json value) {
+    std::string k = key;
+    while (taken(k) || out.contains(k)) k = "result." + k;
+    out[k] = std::move(value);
+  };
+  if (last_line.front() == '{') {
+    json j = json::parse(last_line, nullptr, false);
+    if (j.is_object()) {
+      for (auto& [k, v] : j.items()) put(k, v);
+      return out;
+    }
+  }
+  double v = 0;
+  if (is_number(last_line, &v)) {
+    json j = json::parse(last_line, nullptr, false);
+    put("value", j.is_number() ? j : json(v));
+    return out;
+  }
+  put("output", last_line);
+  return out;
+}
+
+Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names) {
+  Previous prev;
+  std::string text = read_file(path, prev.exists);
+  if (!prev.exists) return prev;
+  return format == Format::csv ? read_previous_csv(path, text, names)
+                               : read_previous_jsonl(path, text, names);
+}
+
+std::unique_ptr<ResultsWriter> ResultsWriter::open(const std::string& path, Format format,
+                                                   std::vector<std::string> names, const Previous* previous,
+                                                   std::function<void()> before_write,
+                                                   std::function<void(const std::string&)> warn) {
+  std::unique_ptr<ResultsWriter> w(new ResultsWriter());
+  w->format_ = format;
+  w->names_ = std::move(names);
+  w->before_write_ = std::move(before_write);
+  w->warn_ = std::move(warn);
+  if (path.empty() || path == "-") {
+    w->fd_ = STDOUT_FILENO;
+    w->path_ = "stdout";
+  } else {
+    w->path_ = path;
+    w->own_fd_ = true;
+    if (previous && previous->exists) {
+      if (!previous->unchanged) {
+        // Rewrite to the rows worth keeping without ever leaving a file that
+        // lacks one of them: write beside it, then rename over it.
+        std::string tmp = path + ".cos-resume";
+        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (fd < 0) throw UsageError("--out " + path + ": cannot write " + tmp + " (" + errno_text() + ")");
+        try {
+          write_all(fd, previous->kept, tmp);
+        } catch (const std::runtime_error& e) {
+          ::close(fd);
+          ::unlink(tmp.c_str());
+          throw UsageError(std::string("--out ") + path + ": " + e.what());
+        }
+        ::fsync(fd);
+        ::close(fd);
+        if (::rename(tmp.c_str(), path.c_str()) != 0) {
+          int e = errno;
+          ::unlink(tmp.c_str());
+          throw UsageError("--out " + path + ": cannot replace it (" + std::strerror(e) + ")");
+        }
+      }
+      w->fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      w->header_ = previous->header;
+    } else {
+      w->fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0666);
+    }
+    if (w->fd_ < 0) throw UsageError("--out " + path + ": cannot open it for writing (" + errno_text() + ")");
+  }
+  w->to_terminal_ = ::isatty(w->fd_) == 1;
+  return w;
+}
+
+ResultsWriter::~ResultsWriter() {
+  if (own_fd_ && fd_ >= 0) ::close(fd_);
+}
+
+void ResultsWriter::write_line(const std::string& line) {
+  if (to_terminal_ && before_write_) before_write_();
+  write_all(fd_, line, path_);
+}
+
+void ResultsWriter::write_header(const json* result) {
+  header_ = {"point"};
+  header_.insert(header_.end(), names_.begin(), names_.end());
+  header_.insert(header_.end(), fixed_after.begin(), fixed_after.end());
+  if (result) {
+    for (auto it = result->begin(); it != result->end(); ++it) header_.push_back(it.key());
+  }
+  header_.push_back("error");
+  write_line(csv_line(header_));
+}
+
+void ResultsWriter::write(const Row& row) {
+  if (format_ == Format::jsonl) {
+    write_line(json_row(row));
+    return;
+  }
+  if (header_.empty()) {
+    if (row.status != "ok") {
+      held_.push_back(row);
+      return;
+    }
+    write_header(&row.result);
+    std::string lines;
+    for (const Row& h : held_) lines += csv_row(h);
+    held_.clear();
+    if (!lines.empty()) write_line(lines);
+  }
+  write_line(csv_row(row));
+}
+
+void ResultsWriter::finish() {
+  if (format_ == Format::csv && (header_.empty() && !held_.empty())) {
+    write_header(nullptr);
+    std::string lines;
+    for (const Row& h : held_) lines += csv_row(h);
+    held_.clear();
+    write_line(lines);
+  }
+  if (own_fd_) ::fsync(fd_);
+}
+
+std::string ResultsWriter::csv_row(const Row& row) {
+  std::vector<std::string> cells;
+  cells.reserve(header_.size());
+  auto attempts_at = std::find(header_.begin(), header_.end(), "attempts");
+  for (auto col = header_.begin(); col != header_.end(); ++col) {
+    const std::string& c = *col;
+    auto p = std::find(names_.begin(), names_.end(), c);
+    if (p != names_.end()) {
+      cells.push_back(row.values[static_cast<std::size_t>(p - names_.begin())]);
+    } else if (c == "point") {
+      cells.push_back(std::to_string(row.point));
+    } else if (c == "status") {
+      cells.push_back(row.status);
+    } else if (c == "exit") {
+      cells.push_back(row.exit ? std::to_string(*row.exit) : std::string());
+    } else if (c == "signal") {
+      cells.push_back(row.signal);
+    } else if (c == "duration") {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.6f", row.duration);
+      cells.push_back(buf);
+    } else if (c == "host") {
+      cells.push_back(row.host);
+    } else if (c == "attempts") {
+      cells.push_back(std::to_string(row.attempts));
+    } else if (c == "error" && col + 1 == header_.end()) {
+      cells.push_back(row.error);
+    } else if (col > attempts_at && row.result.contains(c)) {
+      cells.push_back(cell(row.result[c]));
+    } else {
+      cells.emplace_back();
+    }
+  }
+  for (auto it = row.result.begin(); it != row.result.end(); ++it) {
+    if (std::find(attempts_at, header_.end(), it.key()) == header_.end() && warned_.insert(it.key()).second &&
+        warn_) {
+      warn_("the result field '" + it.key() + "' of point " + std::to_string(row.point) +
+            " is not a column of " + path_ +
+            " (the CSV columns are those of the first successful point); write --out FILE.jsonl to keep "
+            "every field");
+    }
+  }
+  return csv_line(cells);
+}
+
+std::string ResultsWriter::json_row(const Row& row) const {
+  json j = json::object();
+  j["point"] = row.point;
+  for (std::size_t i = 0; i < names_.size(); ++i) j[names_[i]] = json_value(row.values[i]);
+  j["status"] = row.status;
+  j["exit"] = row.exit ? json(*row.exit) : json(nullptr);
+  j["signal"] = row.signal.empty() ? json(nullptr) : json(row.signal);
+  j["duration"] = std::round(row.duration * 1e6) / 1e6;
+  j["host"] = row.host;
+  j["attempts"] = row.attempts;
+  for (auto it = row.result.begin(); it != row.result.end(); ++it) j[it.key()] = it.value();
+  j["error"] = row.error.empty() ? json(nullptr) : json(row.error);
+  return dump(j) + "\n";
+}
+
+}  // namespace coop::tool
