@@ -4,9 +4,11 @@
 #include <cos/dispatch.hpp>
 #include <cos/errors.hpp>
 #include <cos/ids.hpp>
+#include <cos/init.hpp>
 #include <cos/job.hpp>
 #include <cos/join.hpp>
 #include <cos/outcome.hpp>
+#include <cos/process_vm.hpp>
 #include <cos/remote.hpp>
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>

@@ -54,7 +54,8 @@ Engine::Engine(Options options)
       serial_(next_serial.fetch_add(1)),
       stacks_(round_to_pages(options_.stack_size), options_.guard_pages),
       vm_(options_.vm),
-      current_(&main_) {
+      current_(&main_),
+      eh_(eh_globals()) {
   if (options_.stack_size < min_stack_size) {
     throw Error("coop::Scheduler: stack_size " + std::to_string(options_.stack_size) +
                 " is too small (at least " + std::to_string(min_stack_size) + " bytes)");
@@ -277,9 +278,8 @@ void Engine::switch_to(TaskRecord* next) {
   next->state = State::running;
   // The C++ runtime keeps the exceptions being handled per thread; each task
   // keeps its own, so a task may yield inside a catch block.
-  EhGlobals* eh = eh_globals();
-  prev->eh = *eh;
-  *eh = next->eh;
+  prev->eh = *eh_;
+  *eh_ = next->eh;
 #if defined(__SANITIZE_ADDRESS__)
   const void* bottom = next->stack ? next->stack.bottom() : next->asan_bottom;
   std::size_t size = next->stack ? next->stack.size : next->asan_size;
@@ -304,14 +304,12 @@ void Engine::resumed(void* from_ctx, void* from_rec) {
   }
 }
 
-void Engine::check_canary(const TaskRecord* rec) const {
-  if (rec->stack && !StackPool::intact(rec->stack)) {
-    std::fprintf(stderr,
-                 "cos: task %lld overflowed its %zu-byte stack; memory next to it may be corrupt. "
-                 "Raise Options::stack_size, or set Options::guard_pages to stop at the overflow.\n",
-                 static_cast<long long>(rec->tid), rec->stack.size);
-    std::abort();
-  }
+void Engine::overflowed(const TaskRecord* rec) const {
+  std::fprintf(stderr,
+               "cos: task %lld overflowed its %zu-byte stack; memory next to it may be corrupt. "
+               "Raise Options::stack_size, or set Options::guard_pages to stop at the overflow.\n",
+               static_cast<long long>(rec->tid), rec->stack.size);
+  std::abort();
 }
 
 // ---- the loop (tid 0) ----------------------------------------------------

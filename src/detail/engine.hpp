@@ -113,7 +113,10 @@ class Engine {
   [[noreturn]] void finish_current();
   void child_finished(TaskRecord* child);
   void ended(TaskRecord* rec);  // bookkeeping of any task that ended
-  void check_canary(const TaskRecord* rec) const;
+  void check_canary(const TaskRecord* rec) const {
+    if (rec->stack && !StackPool::intact(rec->stack)) [[unlikely]] overflowed(rec);
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void overflowed(const TaskRecord* rec) const;
 
   static void task_entry(boost_transfer_t t);
   static void loop_entry(boost_transfer_t t);
@@ -125,7 +128,11 @@ class Engine {
   // Remote bookkeeping (engine_remote.cpp).
   using QueueKey = std::pair<int, std::uint64_t>;  // (-priority, FIFO sequence)
   using Queue = std::map<QueueKey, TaskRecord*>;
-  bool vm_busy() const { return !running_.empty() || !abandoned_.empty(); }
+  // vm_busy() says whether a VM message may still come: a task runs or is
+  // being stopped, or spawns wait while a slot is out (a worker being replaced).
+  bool vm_busy() const {
+    return !running_.empty() || !abandoned_.empty() || (queued_ > 0 && vm_->free_slots() < vm_->slots());
+  }
   bool start_on_vm(TaskRecord* rec);
   void enqueue(TaskRecord* rec);
   void dequeue(TaskRecord* rec);
@@ -148,6 +155,7 @@ class Engine {
   TaskRecord main_;        // tid 1, runs on the thread's own stack
   TaskRecord loop_;        // tid 0, the loop context
   TaskRecord* current_;
+  EhGlobals* eh_;  // this thread's C++ exception state, swapped per task
   Ring<TaskRecord*> ready_;
   TidTable<TaskRecord> table_;
   Tid next_tid_ = 2;
@@ -163,6 +171,7 @@ class Engine {
   Queue any_host_queue_;
   std::map<HostId, Queue> host_queues_;
   std::uint64_t queue_seq_ = 0;
+  std::size_t queued_ = 0;
 
   std::vector<std::unique_ptr<TaskRecord[]>> chunks_;
   TaskRecord* free_records_ = nullptr;

@@ -117,6 +117,7 @@ void Engine::enqueue(TaskRecord* rec) {
   while (q.count(job.queue_key)) ++job.queue_key.second;
   q.emplace(job.queue_key, rec);
   job.queued = true;
+  ++queued_;
 }
 
 void Engine::dequeue(TaskRecord* rec) {
@@ -124,6 +125,7 @@ void Engine::dequeue(TaskRecord* rec) {
   Queue& q = job.host ? host_queues_[*job.host] : any_host_queue_;
   q.erase(job.queue_key);
   job.queued = false;
+  --queued_;
 }
 
 // start_queued() gives free slots to queued spawns: first those bound to the
@@ -271,6 +273,7 @@ void Engine::fail_all_remote(std::exception_ptr error) {
   abandoned_.clear();
   any_host_queue_.clear();
   host_queues_.clear();
+  queued_ = 0;
   for (TaskRecord* rec : recs) {
     rec->job->queued = false;
     remote_ended(rec, error);

@@ -49,6 +49,9 @@ Stack StackPool::map(std::size_t size, bool guard) {
                 " bytes: " + std::strerror(errno));
   }
   s.base = static_cast<char*>(p);
+#if defined(__SANITIZE_ADDRESS__)
+  __asan_unpoison_memory_region(s.base, s.size + s.guard);  // see allocate()
+#endif
   if (guard && ::mprotect(s.base, s.guard, PROT_NONE) != 0) {
     int err = errno;
     ::munmap(p, s.size + s.guard);
@@ -76,17 +79,20 @@ StackPool::~StackPool() {
 }
 
 Stack StackPool::allocate() {
+  Stack s;
   if (!free_.empty()) {
-    Stack s = free_.back();
+    s = free_.back();
     free_.pop_back();
-#if defined(__SANITIZE_ADDRESS__)
-    // The last task on this stack never returned from its deepest frames;
-    // their redzones are still poisoned in ASan's shadow memory.
-    __asan_unpoison_memory_region(s.bottom(), s.size);
-#endif
-    return s;
+  } else {
+    s = map(size_, guard_);
   }
-  return map(size_, guard_);
+#if defined(__SANITIZE_ADDRESS__)
+  // The last task on this memory never returned from its deepest frames, so
+  // their redzones are still poisoned in ASan's shadow; that holds for a
+  // reused stack and for a fresh mapping where an unmapped stack used to be.
+  __asan_unpoison_memory_region(s.bottom(), s.size);
+#endif
+  return s;
 }
 
 void StackPool::release(Stack s) noexcept {

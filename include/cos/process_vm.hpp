@@ -1,0 +1,98 @@
+// process_vm.hpp: ProcessVM, slots that are worker processes of this program.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <cos/export.hpp>
+#include <cos/vm.hpp>
+
+namespace coop {
+
+// ProcessVM runs remote tasks in worker processes of this same program, one
+// task per worker at a time. Workers are started by fork + exec of the
+// program's own executable, so they share none of the spawner's threads or
+// locks; the program must call coop::init(argc, argv) first in main.
+//
+// Faults cost one worker, never the spawner: a worker that dies mid-task
+// (crash, _Exit, killed from outside) gives a `worker_lost` message for its
+// task, a cancelled task's worker is killed and gives an `exit` message;
+// either way the worker is reaped and replaced, and the message arrives once
+// the replacement is ready, so the slot is free when it is received. Workers
+// exit when the VM is finalized or destroyed, and when the spawner dies
+// (they get SIGKILL from the kernel); they survive SIGINT (Ctrl-C is the
+// spawner's to handle; programs that a task runs get it as usual). Processes
+// that a task starts are its own business: killing a worker does not end
+// them. What a worker writes to stdout and stderr goes to the spawner's, a
+// line at a time, and is kept per task in Message::output.
+//
+// Not thread-safe: use it from one thread (the scheduler's). Workers are
+// tied to the thread that started them: they are killed when it exits.
+//
+// Example:
+//   int main(int argc, char** argv) {
+//     coop::init(argc, argv);
+//     auto vm = std::make_shared<coop::ProcessVM>(4);
+//     coop::run([] { ... }, coop::Options{.vm = vm});
+//   }
+class COS_API ProcessVM final : public VM {
+ public:
+  // ProcessVM(n) starts n workers on one host named after this machine
+  // (gethostname). Blocks until every worker is ready; throws coop::Error for
+  // n <= 0, when a worker cannot start, or when one does not reach
+  // coop::init (the program's main must call it first) within 10 s (the
+  // environment variable COS_WORKER_START_TIMEOUT sets other seconds).
+  explicit ProcessVM(int n);
+  // ProcessVM(slots_per_host) starts count workers for each named host, so
+  // one machine can stand in for several (host-bound spawns, tests). Throws
+  // coop::Error for an empty map, an empty name or a count <= 0.
+  explicit ProcessVM(std::map<std::string, int> slots_per_host);
+  // The destructor finalizes.
+  ~ProcessVM() override;
+  ProcessVM(const ProcessVM&) = delete;
+  ProcessVM& operator=(const ProcessVM&) = delete;
+
+  // slots() counts the slots in service (all of them, unless a worker could
+  // not be replaced); free_slots() those with a ready, idle worker.
+  int slots() const override;
+  int free_slots() const override;
+  // hosts() in name order; hosts_with_free_slots() those with an idle worker.
+  std::vector<HostId> hosts() const override;
+  std::vector<HostId> hosts_with_free_slots() const override;
+  // start() sends `call` to an idle worker (of `host`, if given) and returns
+  // the task's id, or nullopt when none is free. Throws coop::Error for an
+  // unknown host, a call larger than 256 MiB, or after finalize().
+  std::optional<TaskId> start(const Call& call, const std::optional<HostId>& host) override;
+  // receive() waits up to `timeout` for the next message, polling every
+  // worker at once (it never spins): `result`, `exit` or `worker_lost`.
+  // Zero only polls. A negative timeout waits until a message arrives, but
+  // returns nullopt at once when no task runs and no worker is starting
+  // (nothing could arrive). It also returns nullopt early when a replacement
+  // worker became ready without a message (a slot freed). Worker output is
+  // forwarded while it waits.
+  std::optional<Message> receive(std::chrono::nanoseconds timeout) override;
+  // host_of() is the host a task was started on; throws coop::Error for an
+  // id this VM never gave out.
+  HostId host_of(const TaskId& task) const override;
+  // cancel() kills the worker running `task` (SIGKILL) and replaces it; an
+  // `exit` message follows once the new worker is ready. Does nothing for a
+  // task that is not running (finished, or its result already arrived).
+  void cancel(const TaskId& task) override;
+  // finalize() lets idle workers exit, kills busy ones, and reaps them all;
+  // messages not yet received are dropped. Idempotent; afterwards the VM has
+  // no slots.
+  void finalize() override;
+
+  // worker_pids() are the process ids of the current workers, in slot order
+  // (for diagnostics and tests).
+  std::vector<int> worker_pids() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coop

@@ -1,0 +1,193 @@
+#include "detail/frame.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace coop::detail {
+namespace {
+
+struct Header {
+  std::uint32_t magic;
+  std::uint32_t kind;
+  std::uint64_t length;
+};
+static_assert(sizeof(Header) == frame_header_size);
+
+bool known_kind(std::uint32_t kind) {
+  return kind == static_cast<std::uint32_t>(FrameKind::hello) ||
+         kind == static_cast<std::uint32_t>(FrameKind::call) ||
+         kind == static_cast<std::uint32_t>(FrameKind::result);
+}
+
+class Writer {
+ public:
+  template <class T> void num(T v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void bytes(std::string_view s) {
+    num<std::uint64_t>(s.size());
+    out_.append(s);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+// Reader reads what Writer wrote and refuses to read past the end, so a
+// corrupt length is an error, never an allocation.
+class Reader {
+ public:
+  Reader(std::string_view in, const char* what) : in_(in), what_(what) {}
+  template <class T> T num() {
+    T v;
+    need(sizeof v);
+    std::memcpy(&v, in_.data(), sizeof v);
+    in_.remove_prefix(sizeof v);
+    return v;
+  }
+  std::string bytes() {
+    auto n = num<std::uint64_t>();
+    need(n);
+    std::string s(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return s;
+  }
+  void done() const {
+    if (!in_.empty()) fail(std::to_string(in_.size()) + " bytes left over");
+  }
+
+ private:
+  void need(std::uint64_t n) const {
+    if (n > in_.size()) fail("truncated");
+  }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw FrameError(std::string("coop: corrupt ") + what_ + " frame (" + why + ")");
+  }
+  std::string_view in_;
+  const char* what_;
+};
+
+std::int64_t ticks(clock::time_point t) { return t.time_since_epoch().count(); }
+clock::time_point at(std::int64_t ticks) { return clock::time_point(clock::duration(ticks)); }
+
+}  // namespace
+
+std::string encode_frame(FrameKind kind, std::string_view payload) {
+  if (payload.size() > max_frame_payload) {
+    throw FrameError("coop: a message of " + std::to_string(payload.size()) +
+                     " bytes is larger than the limit of " + std::to_string(max_frame_payload) +
+                     " bytes between processes");
+  }
+  Header h{frame_magic, static_cast<std::uint32_t>(kind), payload.size()};
+  std::string out(reinterpret_cast<const char*>(&h), sizeof h);
+  out.append(payload);
+  return out;
+}
+
+void FrameReader::feed(const char* data, std::size_t size) {
+  if (pos_ > 0 && pos_ == buffer_.size()) {
+    buffer_.clear();
+    pos_ = 0;
+  }
+  buffer_.append(data, size);
+}
+
+std::optional<Frame> FrameReader::next() {
+  if (buffered() < frame_header_size) return std::nullopt;
+  Header h;
+  std::memcpy(&h, buffer_.data() + pos_, sizeof h);
+  if (h.magic != frame_magic) {
+    throw FrameError("coop: corrupt frame (bad magic number; not a cos worker protocol stream)");
+  }
+  if (!known_kind(h.kind)) {
+    throw FrameError("coop: corrupt frame (unknown message kind " + std::to_string(h.kind) + ")");
+  }
+  if (h.length > max_payload_) {
+    throw FrameError("coop: corrupt or oversized frame (" + std::to_string(h.length) +
+                     " bytes, the limit is " + std::to_string(max_payload_) + ")");
+  }
+  if (buffered() - frame_header_size < h.length) return std::nullopt;
+  Frame f;
+  f.kind = static_cast<FrameKind>(h.kind);
+  f.payload.assign(buffer_, pos_ + frame_header_size, h.length);
+  pos_ += frame_header_size + h.length;
+  // Drop consumed bytes once they dominate, so a long stream does not grow the buffer.
+  if (pos_ == buffer_.size()) {
+    buffer_.clear();
+    pos_ = 0;
+  } else if (pos_ > (1u << 16) && pos_ > buffer_.size() / 2) {
+    buffer_.erase(0, pos_);
+    pos_ = 0;
+  }
+  return f;
+}
+
+std::string encode_hello(std::int64_t pid) {
+  Writer w;
+  w.num(pid);
+  return w.take();
+}
+
+std::int64_t decode_hello(std::string_view payload) {
+  Reader r(payload, "hello");
+  auto pid = r.num<std::int64_t>();
+  r.done();
+  return pid;
+}
+
+std::string encode_call(std::uint64_t task, const Call& call) {
+  Writer w;
+  w.num(task);
+  w.bytes(call.function);
+  w.bytes(call.args);
+  return w.take();
+}
+
+void decode_call(std::string_view payload, std::uint64_t& task, Call& call) {
+  Reader r(payload, "call");
+  task = r.num<std::uint64_t>();
+  call.function = r.bytes();
+  call.args = r.bytes();
+  r.done();
+}
+
+std::string encode_result(std::uint64_t task, const Message& m) {
+  Writer w;
+  w.num(task);
+  w.num<std::uint8_t>(m.ok ? 1 : 0);
+  w.bytes(m.payload);
+  w.bytes(m.error_type);
+  w.num<std::int64_t>(ticks(m.started));
+  w.num<std::int64_t>(ticks(m.completed));
+  return w.take();
+}
+
+void decode_result(std::string_view payload, std::uint64_t& task, Message& m) {
+  Reader r(payload, "result");
+  task = r.num<std::uint64_t>();
+  auto ok = r.num<std::uint8_t>();
+  if (ok > 1) throw FrameError("coop: corrupt result frame (bad ok flag)");
+  m.ok = ok == 1;
+  m.payload = r.bytes();
+  m.error_type = r.bytes();
+  m.started = at(r.num<std::int64_t>());
+  m.completed = at(r.num<std::int64_t>());
+  r.done();
+}
+
+bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace coop::detail

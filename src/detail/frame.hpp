@@ -1,0 +1,84 @@
+// frame.hpp: the framed protocol between a ProcessVM and its worker processes.
+//
+// A frame is a 16-byte header (magic "COS1", kind, payload length, all in the
+// machine's byte order: both ends are the same program on the same machine)
+// followed by the payload. Payloads are encoded by hand with bounds checks
+// rather than with cereal, so that a corrupt length can never make a reader
+// allocate more than the frame it already holds.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <cos/errors.hpp>
+#include <cos/vm.hpp>
+
+namespace coop::detail {
+
+enum class FrameKind : std::uint32_t {
+  hello = 1,   // worker -> spawner: ready to serve (payload: its pid)
+  call = 2,    // spawner -> worker: run this call (task id, Call)
+  result = 3,  // worker -> spawner: the call's outcome (task id, result fields)
+};
+
+inline constexpr std::uint32_t frame_magic = 0x31534f43;  // "COS1" in little endian
+inline constexpr std::size_t frame_header_size = 16;
+// max_frame_payload bounds one frame: a larger length is taken for corruption.
+inline constexpr std::uint64_t max_frame_payload = std::uint64_t{256} << 20;
+
+// FrameError: bytes that are not a valid frame (bad magic, unknown kind,
+// oversized length, a payload that does not decode).
+class FrameError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct Frame {
+  FrameKind kind = FrameKind::hello;
+  std::string payload{};
+};
+
+// encode_frame() is the header followed by the payload; throws FrameError when
+// the payload is larger than max_frame_payload.
+std::string encode_frame(FrameKind kind, std::string_view payload);
+
+// FrameReader cuts a byte stream into frames. Feed it whatever read()
+// returned; next() returns each complete frame once. It checks a header as
+// soon as its 16 bytes are in, so garbage is rejected before its payload is
+// awaited or stored.
+class FrameReader {
+ public:
+  explicit FrameReader(std::uint64_t max_payload = max_frame_payload) : max_payload_(max_payload) {}
+  void feed(const char* data, std::size_t size);
+  // next() is the next complete frame, or nullopt; throws FrameError on a bad header.
+  std::optional<Frame> next();
+  // buffered() counts bytes held that do not yet form a frame.
+  std::size_t buffered() const { return buffer_.size() - pos_; }
+
+ private:
+  std::string buffer_;
+  std::size_t pos_ = 0;
+  std::uint64_t max_payload_;
+};
+
+// The payloads. decode_* throw FrameError when the bytes do not decode exactly.
+std::string encode_hello(std::int64_t pid);
+std::int64_t decode_hello(std::string_view payload);
+
+std::string encode_call(std::uint64_t task, const Call& call);
+void decode_call(std::string_view payload, std::uint64_t& task, Call& call);
+
+// A result frame carries the fields a worker knows: ok, payload, error_type,
+// started, completed. The spawner adds the task, host and output.
+std::string encode_result(std::uint64_t task, const Message& message);
+void decode_result(std::string_view payload, std::uint64_t& task, Message& message);
+
+// write_all() writes every byte to fd (a socket: without SIGPIPE), retrying on
+// EINTR and short writes; returns false with errno set when the peer is gone
+// or the write fails.
+bool write_all(int fd, std::string_view bytes);
+
+}  // namespace coop::detail

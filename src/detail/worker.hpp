@@ -1,0 +1,28 @@
+// worker.hpp: the worker side of ProcessVM, and what coop::init records.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace coop::detail {
+
+// worker_env names the environment variable that marks a worker process. Its
+// value is "<fd>:<pid>": the worker's end of the control socket and the pid
+// of the spawner. coop::init() removes it, so a worker's own children (and
+// ProcessVMs made by its tasks) are ordinary processes.
+inline constexpr const char* worker_env = "COS_WORKER";
+
+// serve_as_worker() runs the worker loop on the control socket named by
+// `spec` (the value of worker_env): say hello, then read a call, run it, send
+// its result, until the spawner closes the socket. Never returns: the
+// process exits (status 0 on a clean shutdown).
+[[noreturn]] void serve_as_worker(const char* spec);
+
+// command_line() is the program's argv as coop::init saw it, or as
+// /proc/self/cmdline tells when init was not called. Workers get the same.
+std::vector<std::string> command_line();
+
+// init_called() says whether coop::init ran in this process.
+bool init_called();
+
+}  // namespace coop::detail

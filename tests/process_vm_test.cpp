@@ -1,0 +1,717 @@
+// ProcessVM through the VM interface (start / receive / cancel / finalize),
+// with the worker processes that it starts from this same test program.
+#include <cos/cos.hpp>
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "detail/frame.hpp"
+
+using namespace std::chrono_literals;
+using coop::Message;
+
+namespace {
+
+int square(int x) { return x * x; }
+COS_REMOTE(square);
+
+std::string greet(std::string name) { return "hello, " + name; }
+COS_REMOTE(greet);
+
+std::string reverse(std::string s) { return std::string(s.rbegin(), s.rend()); }
+COS_REMOTE(reverse);
+
+int slow_square(int x, int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return x * x;
+}
+COS_REMOTE(slow_square);
+
+void fail(std::string why) { throw std::invalid_argument(why); }
+COS_REMOTE(fail);
+
+int my_pid() { return static_cast<int>(::getpid()); }
+COS_REMOTE(my_pid);
+
+// crash() dies the way `how` says, without leaving a core file behind.
+int crash(std::string how) {
+  rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+  if (how == "abort") std::abort();
+  if (how == "segv") std::raise(SIGSEGV);
+  if (how == "exit3") std::_Exit(3);
+  return -1;
+}
+COS_REMOTE(crash);
+
+// pid_then_sleep() writes its pid to `path`, then sleeps, so that the test
+// can kill it from outside.
+int pid_then_sleep(std::string path, int ms) {
+  {
+    std::ofstream out(path + ".tmp");
+    out << ::getpid() << "\n";
+  }
+  std::rename((path + ".tmp").c_str(), path.c_str());
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return static_cast<int>(::getpid());
+}
+COS_REMOTE(pid_then_sleep);
+
+int chatter(int lines) {
+  for (int i = 0; i < lines; ++i) {
+    std::cout << "out " << i << "\n";
+    std::fprintf(stderr, "err %d\n", i);
+  }
+  std::cout << "no newline";
+  return lines;
+}
+COS_REMOTE(chatter);
+
+// send_garbage() writes a bad frame on the worker's control socket (the
+// only socket a worker of this program has), as a broken worker would.
+void send_garbage(int what) {
+  std::string bytes;
+  if (what == 0) {
+    bytes = "this is not a frame at all, just text";
+  } else {
+    std::uint32_t magic = coop::detail::frame_magic;
+    std::uint32_t kind = what == 1 ? 99 : static_cast<std::uint32_t>(coop::detail::FrameKind::result);
+    std::uint64_t length = what == 1 ? 0 : std::uint64_t{1} << 40;
+    bytes.append(reinterpret_cast<const char*>(&magic), 4);
+    bytes.append(reinterpret_cast<const char*>(&kind), 4);
+    bytes.append(reinterpret_cast<const char*>(&length), 8);
+  }
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (dirent* e = ::readdir(dir)) {
+    std::string path = std::string("/proc/self/fd/") + e->d_name;
+    char target[256] = {};
+    if (::readlink(path.c_str(), target, sizeof target - 1) > 0 && std::strncmp(target, "socket:", 7) == 0) {
+      [[maybe_unused]] auto n = ::write(std::atoi(e->d_name), bytes.data(), bytes.size());
+    }
+  }
+  ::closedir(dir);
+  std::this_thread::sleep_for(10s);
+}
+COS_REMOTE(send_garbage);
+
+// crash_once() dies the first time it runs for `path` and returns 7 after.
+int crash_once(std::string path) {
+  if (std::ifstream(path)) return 7;
+  std::ofstream(path) << "crashed\n";
+  std::_Exit(3);
+}
+COS_REMOTE(crash_once);
+
+template <class... A> coop::Call call(const char* fn, A... args) {
+  return coop::Call{fn, coop::detail::to_bytes(std::tuple<A...>(args...))};
+}
+
+template <class T> T value(const Message& m) {
+  INFO("error_type: " << m.error_type << ", payload: " << m.payload << ", reason: " << m.reason);
+  REQUIRE(m.kind == Message::Kind::result);
+  REQUIRE(m.ok);
+  T v{};
+  coop::detail::from_bytes(m.payload, v);
+  return v;
+}
+
+coop::TaskId must_start(coop::VM& vm, const coop::Call& c, std::optional<coop::HostId> host = {}) {
+  auto id = vm.start(c, host);
+  REQUIRE(id);
+  return *id;
+}
+
+// receive_all() takes `count` messages, failing if they take too long.
+std::map<coop::TaskId, Message> receive_all(coop::VM& vm, std::size_t count, std::chrono::seconds limit = 10s) {
+  std::map<coop::TaskId, Message> got;
+  auto deadline = coop::clock::now() + limit;
+  while (got.size() < count) {
+    REQUIRE(coop::clock::now() < deadline);
+    if (auto m = vm.receive(100ms)) got.emplace(m->task, std::move(*m));
+  }
+  return got;
+}
+
+bool no_children() {
+  int status = 0;
+  return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// gone() says whether a process that is not our child has ended (it is
+// absent, or a zombie nobody has reaped yet).
+bool gone(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  if (!in) return true;
+  std::string line;
+  std::getline(in, line);
+  auto close = line.rfind(')');
+  return close == std::string::npos || line.substr(close + 2, 1) == "Z";
+}
+
+double cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
+}  // namespace
+
+TEST_CASE("process vm: values and exceptions come back across processes") {
+  int n = GENERATE(1, 2, 4);
+  coop::ProcessVM vm(n);
+  REQUIRE(vm.slots() == n);
+  REQUIRE(vm.free_slots() == n);
+  REQUIRE(vm.hosts().size() == 1);
+  CHECK(vm.worker_pids().size() == static_cast<std::size_t>(n));
+  for (int pid : vm.worker_pids()) CHECK(pid != ::getpid());
+
+  auto a = must_start(vm, call("square", 7));
+  auto r = vm.receive(5s);
+  REQUIRE(r);
+  CHECK(r->task == a);
+  CHECK(value<int>(*r) == 49);
+  CHECK(r->host == vm.hosts()[0]);
+  CHECK(vm.host_of(a) == vm.hosts()[0]);
+  CHECK(r->started <= r->completed);
+  CHECK(r->completed <= coop::clock::now());
+
+  auto b = must_start(vm, call("greet", std::string("worker")));
+  auto got = receive_all(vm, 1);
+  CHECK(value<std::string>(got[b]) == "hello, worker");
+  auto c = must_start(vm, call("fail", std::string("bad input")));
+  CHECK(b != c);
+  got = receive_all(vm, 1);
+  const Message& e = got[c];
+  CHECK(e.kind == Message::Kind::result);
+  CHECK_FALSE(e.ok);
+  CHECK(e.error_type == "std::invalid_argument");
+  CHECK(e.payload == "bad input");
+  CHECK(vm.free_slots() == n);
+
+  // Calls run in other processes.
+  auto p = must_start(vm, call("my_pid"));
+  CHECK(value<int>(*vm.receive(5s)) != ::getpid());
+  (void)p;
+}
+
+TEST_CASE("process vm: megabytes of arguments and results travel both ways") {
+  coop::ProcessVM vm(2);
+  std::string big(5 << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7919 % 251);
+  auto a = must_start(vm, call("reverse", big));
+  auto b = must_start(vm, call("reverse", std::string("abc")));
+  auto got = receive_all(vm, 2);
+  CHECK(value<std::string>(got[a]) == std::string(big.rbegin(), big.rend()));
+  CHECK(value<std::string>(got[b]) == "cba");
+}
+
+TEST_CASE("process vm: an unregistered function comes back as coop::NotRegistered") {
+  coop::ProcessVM vm(1);
+  must_start(vm, coop::Call{"no_such_function", ""});
+  auto m = vm.receive(5s);
+  REQUIRE(m);
+  CHECK(m->kind == Message::Kind::result);
+  CHECK_FALSE(m->ok);
+  CHECK(m->error_type == "coop::NotRegistered");
+  CHECK(m->payload == "no_such_function");
+  CHECK(vm.free_slots() == 1);
+}
+
+TEST_CASE("process vm: a worker that crashes is reported lost and replaced, others undisturbed") {
+  int n = GENERATE(1, 2, 4);
+  auto [how, reason] = GENERATE(table<std::string, std::string>({
+      {"abort", "killed by signal 6 (SIGABRT)"},
+      {"segv", "killed by signal 11 (SIGSEGV)"},
+      {"exit3", "exited with status 3"},
+  }));
+  CAPTURE(n, how);
+  coop::ProcessVM vm(n);
+  auto before = vm.worker_pids();
+  std::vector<coop::TaskId> others;
+  for (int i = 1; i < n; ++i) others.push_back(must_start(vm, call("slow_square", i, 200)));
+  auto victim = must_start(vm, call("crash", how));
+
+  auto got = receive_all(vm, static_cast<std::size_t>(n));
+  const Message& lost = got[victim];
+  CHECK(lost.kind == Message::Kind::worker_lost);
+  CHECK(lost.task == victim);
+  CHECK(lost.host == vm.hosts()[0]);
+  CHECK_THAT(lost.reason, Catch::Contains(reason));
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    CHECK(value<int>(got[others[i]]) == static_cast<int>((i + 1) * (i + 1)));
+  }
+  // The message arrives once the replacement is ready: the slot is free.
+  CHECK(vm.slots() == n);
+  CHECK(vm.free_slots() == n);
+  auto after = vm.worker_pids();
+  CHECK(after.size() == before.size());
+  CHECK(after != before);
+
+  auto again = must_start(vm, call("square", 5));
+  auto m = vm.receive(5s);
+  REQUIRE(m);
+  CHECK(m->task == again);
+  CHECK(value<int>(*m) == 25);
+}
+
+TEST_CASE("process vm: a worker killed from outside is reported lost and replaced") {
+  int n = GENERATE(1, 2, 4);
+  coop::ProcessVM vm(n);
+  std::string path = "/tmp/cos_process_vm_pid_" + std::to_string(::getpid()) + "_" + std::to_string(n);
+  std::remove(path.c_str());
+  std::vector<coop::TaskId> others;
+  for (int i = 1; i < n; ++i) others.push_back(must_start(vm, call("slow_square", i, 300)));
+  auto victim = must_start(vm, call("pid_then_sleep", path, 10000));
+
+  int pid = 0;
+  auto deadline = coop::clock::now() + 5s;
+  while (pid == 0 && coop::clock::now() < deadline) {
+    std::ifstream in(path);
+    if (!(in >> pid)) std::this_thread::sleep_for(5ms);
+  }
+  std::remove(path.c_str());
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+
+  auto got = receive_all(vm, static_cast<std::size_t>(n));
+  CHECK(got[victim].kind == Message::Kind::worker_lost);
+  CHECK_THAT(got[victim].reason, Catch::Contains("killed by signal 9 (SIGKILL)"));
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    CHECK(value<int>(got[others[i]]) == static_cast<int>((i + 1) * (i + 1)));
+  }
+  CHECK(vm.free_slots() == n);
+  auto pids = vm.worker_pids();
+  CHECK(std::find(pids.begin(), pids.end(), pid) == pids.end());
+}
+
+TEST_CASE("process vm: an idle worker killed from outside is replaced without a message") {
+  coop::ProcessVM vm(2);
+  int pid = vm.worker_pids()[0];
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  CHECK_FALSE(vm.receive(300ms));
+  CHECK(vm.free_slots() == 2);
+  auto pids = vm.worker_pids();
+  CHECK(std::find(pids.begin(), pids.end(), pid) == pids.end());
+  must_start(vm, call("square", 3));
+  must_start(vm, call("square", 4));
+  auto got = receive_all(vm, 2);
+  for (auto& [id, m] : got) CHECK(value<int>(m) > 0);
+}
+
+TEST_CASE("process vm: a worker survives SIGINT: Ctrl-C is the spawner's to handle") {
+  coop::ProcessVM vm(1);
+  int pid = vm.worker_pids()[0];
+  auto t = must_start(vm, call("slow_square", 3, 200));
+  CHECK_FALSE(vm.receive(50ms));
+  REQUIRE(::kill(pid, SIGINT) == 0);
+  auto m = vm.receive(5s);
+  REQUIRE(m);
+  CHECK(m->task == t);
+  CHECK(value<int>(*m) == 9);
+  CHECK(vm.worker_pids() == std::vector<int>{pid});
+}
+
+TEST_CASE("process vm: cancel kills the task's worker and reports exit once the slot is back") {
+  int n = GENERATE(1, 2, 4);
+  coop::ProcessVM vm(n);
+  std::vector<coop::TaskId> others;
+  for (int i = 1; i < n; ++i) others.push_back(must_start(vm, call("slow_square", i, 300)));
+  auto sleeper = must_start(vm, call("slow_square", 9, 10000));
+  CHECK_FALSE(vm.receive(50ms));
+  auto t0 = coop::clock::now();
+  vm.cancel(sleeper);
+  std::map<coop::TaskId, Message> got = receive_all(vm, static_cast<std::size_t>(n));
+  const Message& m = got[sleeper];
+  CHECK(m.kind == Message::Kind::exit);
+  CHECK(m.host == vm.hosts()[0]);
+  CHECK(coop::clock::now() - t0 < 1s);
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    CHECK(value<int>(got[others[i]]) == static_cast<int>((i + 1) * (i + 1)));
+  }
+  CHECK(vm.free_slots() == n);
+  // Cancelling what no longer runs does nothing.
+  vm.cancel(sleeper);
+  CHECK_FALSE(vm.receive(0ns));
+  CHECK(vm.free_slots() == n);
+}
+
+TEST_CASE("process vm: named hosts stand in for several machines") {
+  coop::ProcessVM vm(std::map<std::string, int>{{"a", 1}, {"b", 2}});
+  coop::HostId a("a"), b("b");
+  CHECK(vm.slots() == 3);
+  CHECK(vm.hosts() == std::vector<coop::HostId>{a, b});
+  CHECK(vm.hosts_with_free_slots() == std::vector<coop::HostId>{a, b});
+
+  auto t1 = must_start(vm, call("slow_square", 1, 200), b);
+  auto t2 = must_start(vm, call("slow_square", 2, 200), b);
+  CHECK(vm.host_of(t1) == b);
+  CHECK(vm.host_of(t2) == b);
+  CHECK_FALSE(vm.start(call("square", 3), b));  // b is full
+  CHECK(vm.hosts_with_free_slots() == std::vector<coop::HostId>{a});
+  auto t3 = must_start(vm, call("square", 3));  // any host: a is free
+  CHECK(vm.host_of(t3) == a);
+  CHECK(vm.free_slots() == 0);
+  CHECK(vm.hosts_with_free_slots().empty());
+  CHECK_FALSE(vm.start(call("square", 4), std::nullopt));
+
+  auto got = receive_all(vm, 3);
+  CHECK(got[t1].host == b);
+  CHECK(got[t2].host == b);
+  CHECK(got[t3].host == a);
+  CHECK(value<int>(got[t3]) == 9);
+
+  CHECK_THROWS_WITH(vm.start(call("square", 1), coop::HostId("c")), Catch::Contains("unknown host 'c'"));
+  CHECK_THROWS_AS(vm.host_of(coop::TaskId(12345)), coop::Error);
+}
+
+TEST_CASE("process vm: bad slot counts and host maps are clear errors") {
+  CHECK_THROWS_WITH(coop::ProcessVM(0), Catch::Contains("at least 1"));
+  CHECK_THROWS_WITH(coop::ProcessVM(-3), Catch::Contains("at least 1"));
+  CHECK_THROWS_WITH(coop::ProcessVM(std::map<std::string, int>{}), Catch::Contains("empty"));
+  CHECK_THROWS_WITH(coop::ProcessVM(std::map<std::string, int>{{"a", 2}, {"b", 0}}),
+                    Catch::Contains("host 'b' has 0 slots"));
+  CHECK_THROWS_WITH(coop::ProcessVM(std::map<std::string, int>{{"", 1}}), Catch::Contains("empty"));
+  CHECK(no_children());
+}
+
+TEST_CASE("process vm: hundreds of calls in flight through a few slots") {
+  int n = GENERATE(1, 2, 4);
+  coop::ProcessVM vm(n);
+  constexpr int total = 400;
+  int started = 0;
+  long long sum = 0;
+  std::map<coop::TaskId, int> input;
+  int received = 0;
+  auto deadline = coop::clock::now() + 20s;
+  while (received < total) {
+    REQUIRE(coop::clock::now() < deadline);
+    while (started < total) {
+      auto id = vm.start(call("square", started), std::nullopt);
+      if (!id) break;
+      REQUIRE(input.emplace(*id, started).second);  // ids are unique
+      ++started;
+    }
+    if (started < total) CHECK(vm.free_slots() == 0);
+    auto m = vm.receive(5s);
+    REQUIRE(m);
+    int x = input.at(m->task);
+    int v = value<int>(*m);
+    CHECK(v == x * x);
+    sum += v;
+    ++received;
+  }
+  long long want = 0;
+  for (int i = 0; i < total; ++i) want += static_cast<long long>(i) * i;
+  CHECK(sum == want);
+  CHECK(vm.free_slots() == n);
+  CHECK_FALSE(vm.receive(0ns));
+}
+
+TEST_CASE("process vm: finalize leaves no child process behind") {
+  int n = GENERATE(1, 2, 4);
+  SECTION("idle workers") {
+    coop::ProcessVM vm(n);
+    must_start(vm, call("square", 2));
+    REQUIRE(vm.receive(5s));
+    vm.finalize();
+    CHECK(no_children());
+    CHECK(vm.slots() == 0);
+    CHECK(vm.free_slots() == 0);
+    CHECK_THROWS_AS(vm.start(call("square", 1), std::nullopt), coop::Error);
+    CHECK_FALSE(vm.receive(10ms));
+    vm.finalize();  // idempotent
+  }
+  SECTION("busy workers are killed at once") {
+    coop::ProcessVM vm(n);
+    for (int i = 0; i < n; ++i) must_start(vm, call("slow_square", i, 10000));
+    auto t0 = coop::clock::now();
+    vm.finalize();
+    CHECK(coop::clock::now() - t0 < 1s);
+    CHECK(no_children());
+  }
+  SECTION("the destructor finalizes") {
+    {
+      coop::ProcessVM vm(n);
+      must_start(vm, call("slow_square", 1, 10000));
+    }
+    CHECK(no_children());
+  }
+}
+
+TEST_CASE("process vm: a task's stdout and stderr are kept in its message") {
+  coop::ProcessVM vm(1);
+  auto t = must_start(vm, call("chatter", 3));
+  auto m = vm.receive(5s);
+  REQUIRE(m);
+  CHECK(m->task == t);
+  CHECK(value<int>(*m) == 3);
+  for (const char* line : {"out 0\n", "out 1\n", "out 2\n", "err 0\n", "err 1\n", "err 2\n"}) {
+    CHECK_THAT(m->output, Catch::Contains(line));
+  }
+  CHECK_THAT(m->output, Catch::Contains("no newline"));
+  // The next task's output is its own.
+  must_start(vm, call("square", 2));
+  auto next = vm.receive(5s);
+  REQUIRE(next);
+  CHECK(next->output.empty());
+}
+
+TEST_CASE("process vm: a worker sending a corrupt frame is rejected cleanly and replaced") {
+  int what = GENERATE(0, 1, 2);
+  coop::ProcessVM vm(2);
+  auto bad = must_start(vm, call("send_garbage", what));
+  auto good = must_start(vm, call("slow_square", 6, 100));
+  auto got = receive_all(vm, 2);
+  CHECK(got[bad].kind == Message::Kind::worker_lost);
+  CHECK_THAT(got[bad].reason, Catch::Contains("corrupt"));
+  CHECK(value<int>(got[good]) == 36);
+  CHECK(vm.free_slots() == 2);
+  must_start(vm, call("square", 8));
+  auto m = vm.receive(5s);
+  REQUIRE(m);
+  CHECK(value<int>(*m) == 64);
+}
+
+TEST_CASE("process vm: receive waits on all workers without spinning") {
+  coop::ProcessVM vm(2);
+  double cpu0 = cpu_seconds();
+  auto t0 = coop::clock::now();
+  CHECK_FALSE(vm.receive(0ns));
+  CHECK_FALSE(vm.receive(300ms));  // nothing runs: times out
+  auto waited = coop::clock::now() - t0;
+  CHECK(waited >= 300ms);
+  CHECK(waited < 1s);
+
+  must_start(vm, call("slow_square", 2, 300));
+  auto m = vm.receive(-1ns);
+  REQUIRE(m);
+  CHECK(value<int>(*m) == 4);
+  CHECK(cpu_seconds() - cpu0 < 0.1);
+  // Nothing runs: a wait without limit returns at once instead of hanging.
+  CHECK_FALSE(vm.receive(-1ns));
+}
+
+TEST_CASE("process vm: workers exit when the spawner is killed") {
+  int sig = GENERATE(SIGTERM, SIGINT, SIGKILL);
+  CAPTURE(sig);
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(nullptr);
+  pid_t spawner = ::fork();
+  REQUIRE(spawner >= 0);
+  if (spawner == 0) {
+    ::close(fds[0]);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    try {
+      coop::ProcessVM vm(2);
+      auto pids = vm.worker_pids();
+      (void)vm.start(call("slow_square", 1, 10000), std::nullopt);  // one busy, one idle
+      [[maybe_unused]] auto n = ::write(fds[1], pids.data(), pids.size() * sizeof(int));
+      ::close(fds[1]);
+      for (;;) ::pause();
+    } catch (...) {
+      ::_exit(3);
+    }
+  }
+  ::close(fds[1]);
+  int pids[2] = {0, 0};
+  auto n = ::read(fds[0], pids, sizeof pids);
+  ::close(fds[0]);
+  REQUIRE(n == static_cast<ssize_t>(sizeof pids));
+  REQUIRE(::kill(spawner, sig) == 0);
+  int status = 0;
+  REQUIRE(::waitpid(spawner, &status, 0) == spawner);
+  CHECK(WIFSIGNALED(status));
+  auto deadline = coop::clock::now() + 3s;
+  for (int pid : pids) {
+    while (!gone(pid) && coop::clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    CHECK(gone(pid));
+  }
+  CHECK(no_children());
+}
+
+TEST_CASE("process vm: frames reject corrupt and oversized input") {
+  using namespace coop::detail;
+  coop::Call c{"fn", std::string("\0args\xff", 6)};
+  std::string bytes = encode_frame(FrameKind::call, encode_call(42, c));
+
+  SECTION("a frame fed a byte at a time comes out whole") {
+    FrameReader r;
+    for (std::size_t i = 0; i + 1 < bytes.size(); ++i) {
+      r.feed(&bytes[i], 1);
+      CHECK_FALSE(r.next());
+    }
+    r.feed(&bytes.back(), 1);
+    auto f = r.next();
+    REQUIRE(f);
+    CHECK(f->kind == FrameKind::call);
+    std::uint64_t task = 0;
+    coop::Call back;
+    decode_call(f->payload, task, back);
+    CHECK(task == 42);
+    CHECK(back.function == "fn");
+    CHECK(back.args == c.args);
+    CHECK(r.buffered() == 0);
+  }
+  SECTION("results round trip") {
+    Message m;
+    m.ok = false;
+    m.payload = "why";
+    m.error_type = "std::logic_error";
+    m.started = coop::clock::now();
+    m.completed = m.started + 5ms;
+    Message back;
+    std::uint64_t task = 0;
+    decode_result(encode_result(7, m), task, back);
+    CHECK(task == 7);
+    CHECK_FALSE(back.ok);
+    CHECK(back.payload == "why");
+    CHECK(back.error_type == "std::logic_error");
+    CHECK(back.started == m.started);
+    CHECK(back.completed == m.completed);
+  }
+  SECTION("bad magic") {
+    FrameReader r;
+    std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    r.feed(junk.data(), junk.size());
+    CHECK_THROWS_AS(r.next(), FrameError);
+  }
+  SECTION("unknown kind") {
+    std::string f = bytes;
+    f[4] = 77;
+    FrameReader r;
+    r.feed(f.data(), f.size());
+    CHECK_THROWS_WITH(r.next(), Catch::Contains("unknown message kind"));
+  }
+  SECTION("oversized length is refused before its payload arrives") {
+    std::string f = bytes.substr(0, frame_header_size);
+    std::uint64_t huge = std::uint64_t{1} << 62;
+    std::memcpy(f.data() + 8, &huge, 8);
+    FrameReader r;
+    r.feed(f.data(), f.size());
+    CHECK_THROWS_WITH(r.next(), Catch::Contains("oversized"));
+    FrameReader small(100);
+    std::string f2 = bytes.substr(0, frame_header_size);
+    std::uint64_t len = 101;
+    std::memcpy(f2.data() + 8, &len, 8);
+    small.feed(f2.data(), f2.size());
+    CHECK_THROWS_AS(small.next(), FrameError);
+    CHECK_THROWS_AS(encode_frame(FrameKind::call, std::string(max_frame_payload + 1, 'x')), FrameError);
+  }
+  SECTION("payloads with lying lengths") {
+    std::string p = encode_call(1, c);
+    std::uint64_t lie = std::uint64_t{1} << 50;
+    std::memcpy(p.data() + 8, &lie, 8);  // the function name's length
+    std::uint64_t task = 0;
+    coop::Call back;
+    CHECK_THROWS_WITH(decode_call(p, task, back), Catch::Contains("truncated"));
+    CHECK_THROWS_AS(decode_call(encode_call(1, c) + "x", task, back), FrameError);
+    CHECK_THROWS_AS(decode_hello("abc"), FrameError);
+  }
+}
+
+// ---- through the scheduler: coop::spawn and coop::dispatch on a ProcessVM ----
+
+namespace {
+
+coop::Options processes(int n) { return coop::Options{.vm = std::make_shared<coop::ProcessVM>(n)}; }
+
+}  // namespace
+
+TEST_CASE("process vm + scheduler: remote spawns return values and rethrow errors with their host") {
+  int n = GENERATE(1, 2, 4);
+  coop::run(
+      [] {
+        CHECK(coop::spawn(coop::Spawn{.remote = true}, square, 12).join() == 144);
+        CHECK(coop::spawn(coop::Spawn{.remote = true}, my_pid).join() != ::getpid());
+        auto t = coop::spawn(coop::Spawn{.remote = true}, fail, std::string("no good"));
+        try {
+          t.join();
+          FAIL("no exception");
+        } catch (const coop::RemoteError& e) {
+          CHECK(e.type() == "std::invalid_argument");
+          CHECK(e.message() == "no good");
+          CHECK(e.host() == coop::Scheduler::current().vm()->hosts()[0]);
+        }
+      },
+      processes(n));
+  CHECK(no_children());
+}
+
+TEST_CASE("process vm + scheduler: a crash gives coop::WorkerLost, or a new attempt with retries") {
+  int n = GENERATE(1, 2, 4);
+  std::string path = "/tmp/cos_process_vm_once_" + std::to_string(::getpid()) + "_" + std::to_string(n);
+  std::remove(path.c_str());
+  coop::run(
+      [&] {
+        auto lost = coop::spawn(coop::Spawn{.remote = true}, crash, std::string("segv"));
+        CHECK_THROWS_WITH(lost.join(), Catch::Contains("SIGSEGV"));
+        auto again = coop::spawn(coop::Spawn{.remote = true, .retries = 1}, crash_once, path);
+        CHECK(again.join() == 7);
+        CHECK(coop::Scheduler::current().free_slots() == n);
+      },
+      processes(n));
+  std::remove(path.c_str());
+  CHECK(no_children());
+}
+
+TEST_CASE("process vm + scheduler: a timeout comes back well under a second past the limit, the slot restored") {
+  int n = GENERATE(1, 2, 4);
+  coop::run(
+      [n] {
+        std::vector<coop::Task<int>> others;
+        for (int i = 1; i < n; ++i) others.push_back(coop::spawn(coop::Spawn{.remote = true}, slow_square, i, 300));
+        auto t0 = coop::clock::now();
+        auto t = coop::spawn(coop::Spawn{.remote = true, .timeout = 100ms}, slow_square, 3, 10000);
+        CHECK_THROWS_AS(t.join(), coop::Timeout);
+        auto late = coop::clock::now() - t0 - 100ms;
+        CHECK(late < 500ms);
+        for (std::size_t i = 0; i < others.size(); ++i) {
+          CHECK(others[i].join() == static_cast<int>((i + 1) * (i + 1)));
+        }
+        auto deadline = coop::clock::now() + 2s;
+        while (coop::Scheduler::current().free_slots() < n && coop::clock::now() < deadline) {
+          coop::sleep_for(5ms);
+        }
+        CHECK(coop::Scheduler::current().free_slots() == n);
+        CHECK(coop::spawn(coop::Spawn{.remote = true}, square, 4).join() == 16);
+      },
+      processes(n));
+  CHECK(no_children());
+}
+
+TEST_CASE("process vm + scheduler: dispatch of hundreds of jobs keeps job order") {
+  int n = GENERATE(1, 2, 4);
+  std::vector<int> got;
+  coop::run(
+      [&] {
+        std::vector<coop::Job<int>> jobs;
+        for (int i = 0; i < 300; ++i) jobs.push_back(coop::job(square, i));
+        got = coop::dispatch(jobs);
+      },
+      processes(n));
+  REQUIRE(got.size() == 300);
+  for (int i = 0; i < 300; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
+  CHECK(no_children());
+}
