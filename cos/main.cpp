@@ -9,6 +9,7 @@
 
 #include <cos/init.hpp>
 
+#include "bench.hpp"
 #include "sweep.hpp"
 
 #ifndef COS_VERSION
@@ -18,7 +19,8 @@
 int main(int argc, char** argv) {
   coop::init(argc, argv);
 
-  CLI::App app{"cos: run a command over a grid of parameters on the slots of a cos VM"};
+  CLI::App app{"cos: run a command over a grid of parameters on the slots of a cos VM, "
+               "or run the cos benchmarks"};
   app.name("cos");
   app.set_version_flag("--version", "cos " COS_VERSION);
   app.require_subcommand(1);
@@ -26,9 +28,13 @@ int main(int argc, char** argv) {
   cos sweep --param k=1:4:1 --param c=0.1,0.5 -- ./oscillator --k {k} --c {c}
   cos sweep --points points.csv --out results.csv --timeout 30s -- ./sim --a {a} --b {b}
 
-Run `cos sweep --help` for every option of a sweep.)");
+  cos bench
+
+Run `cos sweep --help` for every option of a sweep, `cos bench --help` for the benchmarks.)");
   coop::tool::SweepOptions sweep;
   CLI::App* sweep_command = coop::tool::add_sweep_command(app, sweep);
+  coop::tool::BenchOptions bench;
+  CLI::App* bench_command = coop::tool::add_bench_command(app, bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -36,5 +42,6 @@ Run `cos sweep --help` for every option of a sweep.)");
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (sweep_command->parsed()) return coop::tool::run_sweep(sweep);
+  if (bench_command->parsed()) return coop::tool::run_bench(bench);
   return 2;
 }

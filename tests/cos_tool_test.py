@@ -470,6 +470,17 @@ def help_text():
 
 
 @case
+def bench_command():
+    """cos bench explains itself, and a bad repetition count is exit 2."""
+    rc, out, _, _ = run(["--help"])
+    check(rc == 0 and "bench" in out, "cos --help lists bench", out)
+    rc, out, _, _ = run(["bench", "--help"])
+    check(rc == 0 and "--repetitions" in out and "baseline" in out, "cos bench --help", out)
+    rc, _, err, _ = run(["bench", "-r", "0"])
+    check(rc == 2 and "repetitions" in err, "cos bench -r 0 is exit 2", err)
+
+
+@case
 def progress_bar():
     """--progress draws done/failed/running and ETA on stderr even when it is not a terminal."""
     _, err, _ = sweep(["--progress", "--param", "i=1:4:1", "--", "sleep", "0.1"])
