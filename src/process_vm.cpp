@@ -141,6 +141,10 @@ struct Slot {
   std::uint64_t task = 0;  // while busy
   std::string output{};    // what the running task wrote
   bool output_truncated = false;
+  // Set by pump() while it handles this slot's control socket: its output
+  // pipes were polled after the socket in the same pass and drained if
+  // readable, so a result needs no further read of them (see pump()).
+  bool output_polled = false;
   std::string out_line{}, err_line{};  // partial lines waiting for their newline
   clock::time_point deadline{};        // while starting: hello by then
   std::optional<Message> pending{};    // delivered once the replacement is ready
@@ -475,8 +479,10 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         detail::decode_result(f.payload, task, m);
         if (s.state != State::busy || task != s.task) throw FrameError("coop: unexpected result frame");
         // The worker flushed its output before it sent the result: take it all in.
-        drain(s, Source::out);
-        drain(s, Source::err);
+        if (!s.output_polled) {
+          drain(s, Source::out);
+          drain(s, Source::err);
+        }
         m.kind = Message::Kind::result;
         m.task = TaskId(task);
         m.host = hosts[s.host];
@@ -609,8 +615,11 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
     Slot& s = slots[i];
     if (s.state == State::down) continue;
     if (s.state == State::starting && (!next_deadline || s.deadline < *next_deadline)) next_deadline = s.deadline;
-    for (auto [fd, source] : {std::pair{s.out, Source::out}, std::pair{s.err, Source::err},
-                              std::pair{s.ctrl, Source::ctrl}, std::pair{s.pidfd, Source::pidfd}}) {
+    // The control socket comes before the output pipes: poll checks them in
+    // this order in one pass, so when a result is seen, output the worker
+    // wrote before it is seen too (and an empty pipe needs no read).
+    for (auto [fd, source] : {std::pair{s.ctrl, Source::ctrl}, std::pair{s.out, Source::out},
+                              std::pair{s.err, Source::err}, std::pair{s.pidfd, Source::pidfd}}) {
       if (fd < 0) continue;
       fds.push_back(pollfd{fd, POLLIN, 0});
       watches.push_back(Watch{i, s.generation, source});
@@ -632,21 +641,24 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
     if (errno == EINTR) return;
     throw Error(errno_text("coop::ProcessVM: poll"));
   }
+  // Output first, so that a result carries everything its task wrote.
   for (std::size_t k = 0; n > 0 && k < fds.size(); ++k) {
-    if (!fds[k].revents) continue;
+    Source source = watches[k].source;
+    if (!fds[k].revents || (source != Source::out && source != Source::err)) continue;
+    Slot& s = slots[watches[k].slot];
+    if (s.generation == watches[k].generation && s.state != State::down) drain(s, source);
+  }
+  for (std::size_t k = 0; n > 0 && k < fds.size(); ++k) {
+    Source source = watches[k].source;
+    if (!fds[k].revents || source == Source::out || source == Source::err) continue;
     Slot& s = slots[watches[k].slot];
     if (s.generation != watches[k].generation || s.state == State::down) continue;
-    switch (watches[k].source) {
-      case Source::out:
-      case Source::err:
-        drain(s, watches[k].source);
-        break;
-      case Source::ctrl:
-        on_ctrl(s);
-        break;
-      case Source::pidfd:
-        lose(s, "");
-        break;
+    if (source == Source::ctrl) {
+      s.output_polled = true;
+      on_ctrl(s);
+      s.output_polled = false;
+    } else {
+      lose(s, "");
     }
   }
   check_start_deadlines();

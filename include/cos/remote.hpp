@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstddef>
-#include <sstream>
+#include <istream>
+#include <ostream>
+#include <streambuf>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -47,17 +49,48 @@ template <class... T> struct AllSerializable<std::tuple<T...>> {
   static constexpr bool value = (serializable<T> && ...);
 };
 
+// Streams over a string, without the string stream's copies and locale set-up
+// on every call (serialization is on every remote call's path).
+class StringSink : public std::streambuf {
+ public:
+  explicit StringSink(std::string& out) : out_(out) {}
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    out_.append(s, static_cast<std::size_t>(n));
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (!traits_type::eq_int_type(c, traits_type::eof())) out_.push_back(traits_type::to_char_type(c));
+    return traits_type::not_eof(c);
+  }
+
+ private:
+  std::string& out_;
+};
+
+class StringSource : public std::streambuf {
+ public:
+  explicit StringSource(const std::string& in) {
+    char* p = const_cast<char*>(in.data());  // read only: get area
+    setg(p, p, p + in.size());
+  }
+};
+
 template <class T> std::string to_bytes(const T& value) {
-  std::ostringstream os(std::ios::binary);
+  std::string out;
+  StringSink sink(out);
+  std::ostream os(&sink);
   {
     cereal::BinaryOutputArchive ar(os);
     ar(value);
   }
-  return std::move(os).str();
+  return out;
 }
 
 template <class T> void from_bytes(const std::string& bytes, T& value) {
-  std::istringstream is(bytes, std::ios::binary);
+  StringSource source(bytes);
+  std::istream is(&source);
   cereal::BinaryInputArchive ar(is);
   ar(value);
 }

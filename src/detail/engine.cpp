@@ -126,9 +126,7 @@ void Engine::drop(TaskRecord* rec) noexcept {
     } catch (...) {
     }
   }
-  table_.erase(rec->tid);
-  rec->released = true;
-  maybe_recycle(rec);
+  release(rec);
 }
 
 void Engine::release(TaskRecord* rec) noexcept {
@@ -333,7 +331,9 @@ void Engine::loop() {
 // returns false when nothing could ever make one ready.
 bool Engine::service(bool may_block) {
   fire_timers();
-  if (vm_busy()) receive(std::chrono::nanoseconds(0));
+  // Between ready tasks the VM is polled; with nothing ready it is waited on
+  // at once (a poll first would cost a system call for nothing).
+  if (vm_busy() && !(may_block && ready_.empty())) receive(std::chrono::nanoseconds(0));
   while (may_block && ready_.empty()) {
     bool vm_pending = vm_busy();
     if (timers_.empty() && !vm_pending) return false;

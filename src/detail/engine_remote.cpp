@@ -150,13 +150,11 @@ void Engine::start_queued() {
   }
 }
 
+// receive() takes one message: the loop comes back for the next after the
+// task it woke has run (asking again at once would cost a poll for nothing).
 void Engine::receive(std::chrono::nanoseconds timeout) {
   try {
-    std::optional<Message> m = vm_->receive(timeout);
-    while (m) {
-      on_message(std::move(*m));
-      m = vm_->receive(std::chrono::nanoseconds(0));
-    }
+    if (std::optional<Message> m = vm_->receive(timeout)) on_message(std::move(*m));
     start_queued();
   } catch (...) {
     fail_all_remote(std::current_exception());
