@@ -133,7 +133,8 @@ struct Slot {
   State state = State::down;
   std::uint64_t generation = 0;
   pid_t pid = -1;
-  int ctrl = -1;   // control socket: frames both ways
+  int ctrl = -1;    // control socket: calls to the worker
+  int result = -1;  // result pipe: hello and results from the worker
   int out = -1;    // the worker's stdout
   int err = -1;    // the worker's stderr
   int pidfd = -1;  // readable when the process ends (-1 on kernels without pidfd)
@@ -255,30 +256,40 @@ void ProcessVM::Impl::spawn(Slot& s) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     throw Error(errno_text("coop::ProcessVM: socketpair"));
   }
-  if (::pipe2(outp, O_CLOEXEC) != 0) {
+  int resp[2];
+  if (::pipe2(resp, O_CLOEXEC) != 0) {
     int e = errno;
     ::close(sv[0]), ::close(sv[1]);
     errno = e;
     throw Error(errno_text("coop::ProcessVM: pipe"));
   }
-  if (::pipe2(errp, O_CLOEXEC) != 0) {
+  if (::pipe2(outp, O_CLOEXEC) != 0) {
     int e = errno;
-    ::close(sv[0]), ::close(sv[1]), ::close(outp[0]), ::close(outp[1]);
+    ::close(sv[0]), ::close(sv[1]), ::close(resp[0]), ::close(resp[1]);
     errno = e;
     throw Error(errno_text("coop::ProcessVM: pipe"));
   }
-  int child_ctrl = -1, child_out = -1, child_err = -1;
+  if (::pipe2(errp, O_CLOEXEC) != 0) {
+    int e = errno;
+    ::close(sv[0]), ::close(sv[1]), ::close(resp[0]), ::close(resp[1]), ::close(outp[0]), ::close(outp[1]);
+    errno = e;
+    throw Error(errno_text("coop::ProcessVM: pipe"));
+  }
+  int child_ctrl = -1, child_result = -1, child_out = -1, child_err = -1;
   try {
     child_ctrl = above_stdio(sv[1]);
+    child_result = above_stdio(resp[1]);
     child_out = above_stdio(outp[1]);
     child_err = above_stdio(errp[1]);
   } catch (...) {
-    for (int fd : {sv[0], outp[0], errp[0], child_ctrl, child_out, child_err}) {
+    for (int fd : {sv[0], resp[0], outp[0], errp[0], child_ctrl, child_result, child_out, child_err}) {
       if (fd >= 0) ::close(fd);
     }
     throw;
   }
   s.ctrl = sv[0];
+  s.result = resp[0];
+  ::fcntl(s.result, F_SETFL, O_NONBLOCK);
   s.out = outp[0];
   s.err = errp[0];
   ::fcntl(s.out, F_SETFL, O_NONBLOCK);
@@ -290,7 +301,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::string mark = std::string(detail::worker_env) + "=" + std::to_string(child_ctrl) + ":" +
-                     std::to_string(parent);
+                     std::to_string(child_result) + ":" + std::to_string(parent);
   std::string prefix = std::string(detail::worker_env) + "=";
   std::vector<char*> envp;
   for (char** e = environ; e && *e; ++e) {
@@ -315,6 +326,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
     ::dup2(child_out, 1);
     ::dup2(child_err, 2);
     ::fcntl(child_ctrl, F_SETFD, 0);
+    ::fcntl(child_result, F_SETFD, 0);
     for (int sig = 1; sig < NSIG; ++sig) {
       struct sigaction sa {};
       if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN) {
@@ -330,10 +342,12 @@ void ProcessVM::Impl::spawn(Slot& s) {
   int fork_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(child_ctrl);
+  ::close(child_result);
   ::close(child_out);
   ::close(child_err);
   if (pid < 0) {
     close_fd(s.ctrl);
+    close_fd(s.result);
     close_fd(s.out);
     close_fd(s.err);
     errno = fork_errno;
@@ -360,6 +374,7 @@ std::string ProcessVM::Impl::reap(Slot& s) {
   }
   s.pid = -1;
   close_fd(s.ctrl);
+  close_fd(s.result);
   close_fd(s.out);
   close_fd(s.err);
   close_fd(s.pidfd);
@@ -403,11 +418,11 @@ void ProcessVM::Impl::start_failed(Slot& s, const std::string& why) {
 // already sent is taken in, then it is reaped, its task reported lost, and
 // a replacement started.
 void ProcessVM::Impl::lose(Slot& s, std::string why) {
-  if (why.empty() && s.ctrl >= 0) {
+  if (why.empty() && s.result >= 0) {
     // A result sent just before the end still counts.
     char buf[1 << 16];
     for (;;) {
-      ssize_t n = ::recv(s.ctrl, buf, sizeof buf, MSG_DONTWAIT);
+      ssize_t n = ::read(s.result, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       s.reader.feed(buf, static_cast<std::size_t>(n));
@@ -519,7 +534,7 @@ bool ProcessVM::Impl::handle_frames(Slot& s) {
 
 void ProcessVM::Impl::on_ctrl(Slot& s) {
   char buf[1 << 16];
-  ssize_t n = ::recv(s.ctrl, buf, sizeof buf, MSG_DONTWAIT);
+  ssize_t n = ::read(s.result, buf, sizeof buf);
   if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
   if (n > 0) {
     s.reader.feed(buf, static_cast<std::size_t>(n));
@@ -618,7 +633,7 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
     // The control socket comes before the output pipes: poll checks them in
     // this order in one pass, so when a result is seen, output the worker
     // wrote before it is seen too (and an empty pipe needs no read).
-    for (auto [fd, source] : {std::pair{s.ctrl, Source::ctrl}, std::pair{s.out, Source::out},
+    for (auto [fd, source] : {std::pair{s.result, Source::ctrl}, std::pair{s.out, Source::out},
                               std::pair{s.err, Source::err}, std::pair{s.pidfd, Source::pidfd}}) {
       if (fd < 0) continue;
       fds.push_back(pollfd{fd, POLLIN, 0});
@@ -690,7 +705,7 @@ void ProcessVM::Impl::shutdown() {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
     if (left <= 0ms) break;
     std::vector<pollfd> fds;
-    for (Slot* s : leaving) fds.push_back(pollfd{s->pidfd >= 0 ? s->pidfd : s->ctrl, POLLIN, 0});
+    for (Slot* s : leaving) fds.push_back(pollfd{s->pidfd >= 0 ? s->pidfd : s->result, POLLIN, 0});
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(left.count()) + 1);
     if (n < 0 && errno != EINTR) break;
     std::vector<Slot*> still;
@@ -703,7 +718,7 @@ void ProcessVM::Impl::shutdown() {
       if (s->pidfd < 0) {
         // Without a pidfd, readable control means data or the end of it.
         char buf[4096];
-        ssize_t r = ::recv(s->ctrl, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t r = ::read(s->result, buf, sizeof buf);
         if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR))) {
           still.push_back(s);
           continue;

@@ -87,8 +87,8 @@ int chatter(int lines) {
 }
 COS_REMOTE(chatter);
 
-// send_garbage() writes a bad frame on the worker's control socket (the
-// only socket a worker of this program has), as a broken worker would.
+// send_garbage() writes a bad frame on the worker's result pipe (its only
+// pipe besides stdout and stderr), as a broken worker would.
 void send_garbage(int what) {
   std::string bytes;
   if (what == 0) {
@@ -105,8 +105,10 @@ void send_garbage(int what) {
   while (dirent* e = ::readdir(dir)) {
     std::string path = std::string("/proc/self/fd/") + e->d_name;
     char target[256] = {};
-    if (::readlink(path.c_str(), target, sizeof target - 1) > 0 && std::strncmp(target, "socket:", 7) == 0) {
-      [[maybe_unused]] auto n = ::write(std::atoi(e->d_name), bytes.data(), bytes.size());
+    int fd = std::atoi(e->d_name);
+    if (fd > 2 && ::readlink(path.c_str(), target, sizeof target - 1) > 0 &&
+        std::strncmp(target, "pipe:", 5) == 0) {
+      [[maybe_unused]] auto n = ::write(fd, bytes.data(), bytes.size());
     }
   }
   ::closedir(dir);

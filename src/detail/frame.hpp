@@ -76,9 +76,9 @@ void decode_call(std::string_view payload, std::uint64_t& task, Call& call);
 std::string encode_result(std::uint64_t task, const Message& message);
 void decode_result(std::string_view payload, std::uint64_t& task, Message& message);
 
-// write_all() writes every byte to fd (a socket: without SIGPIPE), retrying on
-// EINTR and short writes; returns false with errno set when the peer is gone
-// or the write fails.
-bool write_all(int fd, std::string_view bytes);
+// write_all() writes every byte to fd (a socket, without SIGPIPE; or a pipe
+// when `socket` is false), retrying on EINTR and short writes; returns false
+// with errno set when the peer is gone or the write fails.
+bool write_all(int fd, std::string_view bytes, bool socket = true);
 
 }  // namespace coop::detail

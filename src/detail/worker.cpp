@@ -35,15 +35,20 @@ void flush_output() {
   std::fflush(nullptr);
 }
 
-bool parse(const char* spec, int& fd, long& parent) {
+// parse() reads "<calls fd>:<results fd>:<spawner pid>".
+bool parse(const char* spec, int& fd, int& results, long& parent) {
   char* end = nullptr;
   errno = 0;
   long f = std::strtol(spec, &end, 10);
   if (errno || end == spec || *end != ':' || f < 0 || f > 1 << 24) return false;
   const char* p = end + 1;
+  long r = std::strtol(p, &end, 10);
+  if (errno || end == p || *end != ':' || r < 0 || r > 1 << 24) return false;
+  p = end + 1;
   long pid = std::strtol(p, &end, 10);
   if (errno || end == p || *end != '\0' || pid <= 0) return false;
   fd = static_cast<int>(f);
+  results = static_cast<int>(r);
   parent = pid;
   return true;
 }
@@ -51,9 +56,10 @@ bool parse(const char* spec, int& fd, long& parent) {
 }  // namespace
 
 void serve_as_worker(const char* spec) {
-  int fd = -1;
+  int fd = -1;       // calls from the spawner (a socket)
+  int results = -1;  // hello and results to the spawner (a pipe)
   long parent = 0;
-  if (!parse(spec, fd, parent)) {
+  if (!parse(spec, fd, results, parent)) {
     die(2, std::string("bad ") + worker_env + " value '" + spec + "'");
   }
   // The spawner set PR_SET_PDEATHSIG before exec; if it died before that
@@ -65,6 +71,7 @@ void serve_as_worker(const char* spec) {
   }
   ::unsetenv(worker_env);
   if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the control socket is not open");
+  if (::fcntl(results, F_SETFD, FD_CLOEXEC) != 0) die(2, "the result pipe is not open");
   // Ctrl-C in a terminal reaches the whole process group: let the spawner
   // decide (if it dies of it, PR_SET_PDEATHSIG ends this process too). A
   // handler rather than SIG_IGN, because exec resets a handler but keeps an
@@ -76,7 +83,7 @@ void serve_as_worker(const char* spec) {
   ::sigaction(SIGINT, &sa, nullptr);
   std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
 
-  if (!write_all(fd, encode_frame(FrameKind::hello, encode_hello(::getpid())))) std::_Exit(0);
+  if (!write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
 
   FrameReader reader;
   static char buffer[1 << 16];
@@ -117,7 +124,7 @@ void serve_as_worker(const char* spec) {
       result.payload = std::string("the result of ") + call.function + " is too large to send: " + e.what();
       reply = encode_frame(FrameKind::result, encode_result(task, result));
     }
-    if (!write_all(fd, reply)) std::_Exit(0);
+    if (!write_all(results, reply, false)) std::_Exit(0);
   }
 }
 

@@ -7,8 +7,10 @@
 namespace coop::detail {
 
 // worker_env names the environment variable that marks a worker process. Its
-// value is "<fd>:<pid>": the worker's end of the control socket and the pid
-// of the spawner. coop::init() removes it, so a worker's own children (and
+// value is "<fd>:<fd>:<pid>": the worker's end of the control socket (calls
+// come in), the write end of its result pipe (hello and results go out), and
+// the pid of the spawner. Results travel on a pipe because the spawner's read
+// of a socket also wakes the worker waiting on the other end, for nothing. coop::init() removes it, so a worker's own children (and
 // ProcessVMs made by its tasks) are ordinary processes.
 inline constexpr const char* worker_env = "COS_WORKER";
 
