@@ -47,6 +47,8 @@
 
 #include <cos/cos.hpp>
 
+#include "jobs.hpp"
+
 extern char** environ;
 
 namespace {
@@ -60,19 +62,8 @@ double ns_since(Clock::time_point t0) { return duration<double, std::nano>(Clock
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-void empty() {}
-COS_REMOTE(empty);
-
-// Busy for `us` microseconds of wall time: a CPU-bound job.
-double spin(int us) {
-  auto end = Clock::now() + microseconds(us);
-  double x = 0;
-  while (Clock::now() < end) {
-    for (int i = 0; i < 100; ++i) x += 1e-9 * i;
-  }
-  return x;
-}
-COS_REMOTE(spin);
+using cos_bench::empty;
+using cos_bench::spin;
 
 // n forked children that answer each request on their pipe with a reply of
 // the same size: the plainest worker processes.

@@ -21,23 +21,14 @@
 
 #include <cos/cos.hpp>
 
+#include "jobs.hpp"
+
 namespace {
 
 using namespace std::chrono;
 
-// Busy for `us` microseconds of wall time: a CPU-bound job.
-double spin(int us) {
-  auto end = steady_clock::now() + microseconds(us);
-  double x = 0;
-  while (steady_clock::now() < end) {
-    for (int i = 0; i < 100; ++i) x += 1e-9 * i;
-  }
-  return x;
-}
-COS_REMOTE(spin);
-
-void empty() {}
-COS_REMOTE(empty);
+using cos_bench::empty;
+using cos_bench::spin;
 
 // The plainest pool that hands one job at a time to each of `slots` worker
 // threads and waits for their results, as the scheduler does: the baseline
