@@ -889,6 +889,24 @@ TEST_CASE("timing: submitted <= started <= completed <= received for remote task
       threads(1));
 }
 
+TEST_CASE("timing: a task that timed out or was cancelled is received when it ended") {
+  coop::run(
+      [] {
+        auto late = coop::spawn(coop::Spawn{.remote = true, .timeout = 20ms}, nap, 200, 0);
+        auto dropped = coop::spawn(coop::Spawn{.remote = true, .block = false}, nap, 10, 1);
+        CHECK(dropped.cancel());
+        auto before = coop::clock::now();
+        CHECK_THROWS_AS(late.join(), coop::Timeout);
+        CHECK_THROWS_AS(dropped.join(), coop::Cancelled);
+        CHECK(late.timing().received >= late.timing().started);
+        CHECK(late.timing().received <= coop::clock::now());
+        CHECK(late.timing().received >= before - 50ms);
+        CHECK(dropped.timing().received >= dropped.timing().submitted);
+        CHECK(dropped.timing().received != coop::clock::time_point{});
+      },
+      threads(1));
+}
+
 // ---- bad arguments -------------------------------------------------------------
 
 TEST_CASE("bad input: ThreadVM(0) and ThreadVM(-1) throw coop::Error") {

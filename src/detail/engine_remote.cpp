@@ -219,6 +219,8 @@ void Engine::on_message(Message&& m) {
 
 void Engine::remote_ended(TaskRecord* rec, std::exception_ptr error) {
   if (error) rec->value.set_error(std::move(error));
+  // A task that timed out, was cancelled or failed with its VM is received now.
+  if (rec->timing.received == clock::time_point{}) rec->timing.received = clock::now();
   --live_remote_;
   if (rec->job->spawner) wake(std::exchange(rec->job->spawner, nullptr));
   rec->job.reset();
