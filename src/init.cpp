@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <cos/remote.hpp>
+
 #include "detail/worker.hpp"
 
 namespace coop {
@@ -24,6 +26,7 @@ CommandLine& recorded() {
 }  // namespace
 
 void init(int& argc, char**& argv) {
+  detail::check_registry();  // a name registered twice is an error at start-up
   if (const char* spec = std::getenv(detail::worker_env)) detail::serve_as_worker(spec);
   CommandLine& c = recorded();
   c.args.clear();

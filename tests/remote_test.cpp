@@ -909,6 +909,19 @@ TEST_CASE("timing: a task that timed out or was cancelled is received when it en
 
 // ---- bad arguments -------------------------------------------------------------
 
+TEST_CASE("bad input: a remote spawn the VM refuses leaves no task and uses no tid") {
+  auto vm = std::make_shared<coop::ThreadVM>(1);
+  vm->finalize();  // a finalized VM refuses every start
+  coop::run(
+      [] {
+        CHECK_THROWS_AS(coop::spawn(remote, square, 2), coop::Error);
+        CHECK(coop::Scheduler::current().remote_task_count() == 0);
+        CHECK_FALSE(coop::join().has_value());
+        CHECK(coop::spawn([] { return 1; }).tid() == 2);
+      },
+      coop::Options{.vm = vm});
+}
+
 TEST_CASE("bad input: ThreadVM(0) and ThreadVM(-1) throw coop::Error") {
   int n = GENERATE(0, -1, -100);
   CHECK_THROWS_AS(coop::ThreadVM(n), coop::Error);

@@ -121,7 +121,8 @@ template <auto F> void invoke(const std::string& args, std::string& result) {
 }
 
 // register_remote() records `name` -> F. A name registered twice makes the
-// registry invalid: the next remote spawn, VM or coop::init throws.
+// registry invalid: coop::init, a VM's constructor, and a Scheduler given a VM
+// throw.
 COS_API bool register_remote(const char* name, Invoker invoker, const void* address,
                              const char* file, int line);
 // remote_name() is the registered name of a function, or nullptr.

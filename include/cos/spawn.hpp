@@ -96,7 +96,6 @@ template <class F, class... A> auto spawn(Spawn opt, F&& f, A&&... args) {
   Fn fn = f;
   const std::string* name = detail::remote_name(reinterpret_cast<const void*>(fn));
   if (!name) detail::unregistered(reinterpret_cast<const void*>(fn), typeid(Fn));
-  detail::check_registry();
   Call call{*name, detail::to_bytes(typename T::args(std::forward<A>(args)...))};
   return Task<R>(detail::spawn_remote(opt, std::move(call), &detail::decode<R>));
 }

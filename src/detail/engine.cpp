@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <cos/errors.hpp>
+#include <cos/remote.hpp>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -61,6 +62,8 @@ Engine::Engine(Options options)
                 " is too small (at least " + std::to_string(min_stack_size) + " bytes)");
   }
   if (tls_engine) throw Error("coop::Scheduler: this thread already has a scheduler");
+  // Checked once here, where remote spawns become possible, not per spawn.
+  if (vm_) check_registry();
   main_.tid = main_tid;
   main_.state = State::running;
   loop_.tid = scheduler_tid;
@@ -519,6 +522,7 @@ void Engine::report_lost() noexcept {
 
 void Engine::set_vm(std::shared_ptr<VM> vm) {
   if (live_remote_ > 0 || vm_busy()) throw Error("coop::Scheduler::set_vm: remote tasks are running");
+  if (vm) check_registry();
   vm_ = std::move(vm);
 }
 

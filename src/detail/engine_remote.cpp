@@ -73,8 +73,9 @@ TaskRef Engine::spawn_remote(const Spawn& opt, Call&& call, DecodeFn decode) {
   try {
     started = slot_free && start_on_vm(rec);
   } catch (...) {
-    // The VM refused (it failed or was finalized): as if never spawned.
+    // The VM refused (it failed or was finalized): as if never spawned, tid included.
     table_.erase(rec->tid);
+    --next_tid_;
     --current_->live_children;
     --live_;
     --live_remote_;
