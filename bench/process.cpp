@@ -333,12 +333,7 @@ void dispatch_efficiency(benchmark::State& state) {
     }
     state.SetIterationTime(duration<double>(stats.wall_time()).count());
   }
-  double wall = static_cast<double>(duration_cast<nanoseconds>(stats.wall_time()).count());
-  double serial = static_cast<double>(duration_cast<nanoseconds>(stats.serial_time).count());
-  state.counters["cos_ns"] = wall;
-  state.counters["baseline_ns"] = serial / slots;
-  state.counters["ratio_ns"] = serial / (slots * wall);
-  state.counters["min_ratio_ns"] = 0.9;
+  double wall = cos_bench::publish_efficiency(state, stats, slots, 0.9);
   state.counters["spawner_cpu_pct"] = 100 * cpu * 1e9 / wall;
 }
 BENCHMARK(dispatch_efficiency)->Name("dispatch efficiency, ProcessVM(2), 5 ms jobs")

@@ -116,12 +116,7 @@ void dispatch_efficiency(benchmark::State& state) {
         coop::Options{.vm = vm});
     state.SetIterationTime(duration<double>(stats.wall_time()).count());
   }
-  double wall = static_cast<double>(duration_cast<nanoseconds>(stats.wall_time()).count());
-  double serial = static_cast<double>(duration_cast<nanoseconds>(stats.serial_time).count());
-  state.counters["cos_ns"] = wall;
-  state.counters["baseline_ns"] = serial / slots;
-  state.counters["ratio_ns"] = serial / (slots * wall);
-  state.counters["min_ratio_ns"] = job_us >= 5000 ? 0.95 : 0.9;
+  double wall = cos_bench::publish_efficiency(state, stats, slots, job_us >= 5000 ? 0.95 : 0.9);
   // The same jobs through a plain thread pool: its wall time against cos's.
   state.counters["cos_pool_ns"] = wall;
   state.counters["baseline_pool_ns"] = static_cast<double>(thread_pool_wall(slots, jobs, job_us).count());
