@@ -1,7 +1,9 @@
-// vm.hpp: the backend interface that runs remote tasks on slots.
+// vm.hpp: the backend interface that runs remote tasks on slots, and the
+// whole contract a backend keeps.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,7 +16,7 @@ namespace coop {
 
 // Call is a remote call, serialized: the registered name of the function and
 // its arguments in cereal's binary format. Any process of the same program
-// can run it with detail::execute().
+// can run it (the remote layer's execute(), which a backend's slot calls).
 struct Call {
   std::string function;
   std::string args;
@@ -24,17 +26,24 @@ struct Call {
 // Message is what a VM reports about a remote task.
 struct Message {
   enum class Kind {
-    started,      // a slot began to run the task (optional: a VM may skip it)
-    result,       // the task returned or threw; its slot is free again
+    started,      // a slot began to run the task (optional: a VM may skip it); frees nothing
+    result,       // the task returned or threw; its slot is free when this is received
     exit,         // the task ended without a result (it was cancelled); its slot is free
-    worker_lost,  // the slot died while running the task; the VM replaces it
+    worker_lost,  // the slot died while running the task; its slot is free (replaced)
+  };
+  // How a `result` ended, so that the layers above never match strings.
+  enum class Failure : std::uint8_t {
+    none,            // it returned: `payload` is the serialized value
+    exception,       // it threw: error_type is the exception's type, payload its what()
+    not_registered,  // the slot has no function of that name: payload is the name
   };
   Kind kind = Kind::result;
   TaskId task{};
   HostId host{};
-  // For result: `ok` says whether `payload` is the serialized value or the
-  // task threw, in which case error_type and payload (the what()) describe it.
+  // For result: `ok` is `failure == Failure::none`, kept for readers that
+  // only ask whether it succeeded.
   bool ok = false;
+  Failure failure = Failure::exception;
   std::string payload{};
   std::string error_type{};
   // When the slot started and finished the task (on the slot's clock).
@@ -42,31 +51,62 @@ struct Message {
   clock::time_point completed{};
   // What the task wrote to stdout and stderr, for backends that capture it.
   std::string output{};
-  // For worker_lost: how the slot died (for example "killed by signal 9").
+  // For worker_lost and exit: how the slot ended (for example "killed by signal 9").
   std::string reason{};
 };
 
 // VM is a backend that runs remote tasks: ThreadVM, ProcessVM, MpiVM. A VM
-// knows nothing of microthreads; the scheduler drives it from its one loop.
-// Every method is called from the scheduler's thread only.
+// knows nothing of microthreads; the scheduler's remote layer drives it from
+// the scheduler's one loop. Not thread-safe: every method is called from the
+// scheduler's thread only, and none may yield (a VM has no tasks).
+//
+// The contract every backend keeps:
+// - A slot is busy from the start() that gave it a task until receive()
+//   returns the one message that ends that task (`result`, `exit` or
+//   `worker_lost`); from then on the slot counts in free_slots() again.
+//   Exactly one ending message comes for every task start() accepted, unless
+//   finalize() ran first. `started` messages are optional and free nothing.
+// - A slot may be out of service for a while without a task (a worker being
+//   replaced after a crash, a timeout or a cancel). When such a slot comes
+//   back without a message to deliver, receive() returns nullopt early, so
+//   that the caller can start queued work on it.
+// - receive(timeout) with timeout < 0 waits until a message arrives or a
+//   slot comes back, but returns nullopt at once when nothing could arrive
+//   (no task runs and no slot is coming back).
+// - cancel() never blocks for long (it may kill a process and start another,
+//   not wait for a task to finish); finalize() may block for a bounded time,
+//   stated by each backend.
 class COS_API VM {
  public:
   virtual ~VM();
+  // slots() counts the slots in service; free_slots() those that can take a
+  // task now. Never block.
   virtual int slots() const = 0;
   virtual int free_slots() const = 0;
+  // hosts() are every host's id, in a stable order; hosts_with_free_slots()
+  // those that have a free slot now. Never block.
   virtual std::vector<HostId> hosts() const = 0;
   virtual std::vector<HostId> hosts_with_free_slots() const = 0;
   // start() runs `call` on a free slot (of `host`, if given) and returns its
-  // TaskId, or nullopt when no such slot is free. Never blocks.
+  // TaskId, or nullopt when no such slot is free. Never blocks: a backend
+  // that must send the call somewhere buffers what it cannot send at once.
+  // Throws coop::Error for an unknown host or after finalize().
   virtual std::optional<TaskId> start(const Call& call, const std::optional<HostId>& host) = 0;
   // receive() returns the next message, waiting at most `timeout` for one
-  // (a negative timeout waits until one arrives; zero only polls).
+  // (a negative timeout: see the contract above; zero only polls). Blocks
+  // the thread up to `timeout`.
   virtual std::optional<Message> receive(std::chrono::nanoseconds timeout) = 0;
+  // host_of() is the host a task was started on; throws coop::Error for an
+  // id this VM never gave out.
   virtual HostId host_of(const TaskId& task) const = 0;
   // cancel() stops a running task where the backend can (a process is
-  // killed and replaced). It reports an `exit` message once the slot is free.
+  // killed and replaced; a thread cannot be stopped and runs on). An `exit`
+  // message follows once the slot is free again. Does nothing for a task
+  // that has already ended.
   virtual void cancel(const TaskId& task) = 0;
-  // finalize() stops every slot; the scheduler calls it when it ends.
+  // finalize() stops every slot; messages not yet received are dropped.
+  // Idempotent; afterwards slots() is 0 and start() throws. The scheduler
+  // calls it when it ends.
   virtual void finalize() = 0;
 };
 
