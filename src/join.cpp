@@ -1,6 +1,6 @@
 #include <cos/join.hpp>
 
-#include "detail/engine.hpp"
+#include "core/engine.hpp"
 
 namespace coop {
 
@@ -8,14 +8,17 @@ std::optional<Joined> join(std::span<const Tid> among, Wait wait) {
   detail::Engine& e = detail::Engine::current_checked("coop::join");
   detail::TaskRecord* rec = e.join_among(among, wait);
   if (!rec) return std::nullopt;
-  detail::JoinedTask joined{&e, rec, &rec->value, rec->remote};
+  detail::JoinedTask joined{&e, rec, &rec->value, rec->external != nullptr};
   detail::ReleaseGuard guard{joined};
   Joined j;
   j.tid = rec->tid;
-  j.host = rec->host;
-  j.timing = rec->timing;
-  j.output = std::move(rec->output);
-  j.value = std::move(rec->value);
+  if (rec->external) {
+    detail::TaskInfo info = e.record_info(rec);
+    j.host = std::move(info.host);
+    j.timing = info.timing;
+    j.output = std::move(info.output);
+  }
+  j.value_ = std::move(rec->value);
   return j;
 }
 

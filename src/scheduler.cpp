@@ -1,32 +1,49 @@
+// scheduler.cpp: coop::Scheduler, the local core and the remote pool of one
+// thread, and the entry points that the public templates call.
 #include <cos/scheduler.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 
 #include <cos/errors.hpp>
+#include <cos/remote.hpp>
 #include <cos/spawn.hpp>
 #include <cos/vm.hpp>
 
-#include "detail/engine.hpp"
+#include "core/engine.hpp"
+#include "remote/pool.hpp"
 
 namespace coop {
 namespace {
 thread_local Scheduler* tls_scheduler = nullptr;
 }
 
-Scheduler::Scheduler(Options options) : engine_(std::make_unique<detail::Engine>(std::move(options))) {
+struct Scheduler::Impl {
+  detail::Engine engine;
+  detail::RemotePool pool{engine};
+  explicit Impl(Options options) : engine(options) {
+    if (options.vm) pool.set_vm(std::move(options.vm));
+  }
+};
+
+Scheduler::Scheduler(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  impl_->engine.set_events(impl_->pool.vm() ? &impl_->pool : nullptr);
+  impl_->pool.make_current(true);
   tls_scheduler = this;
 }
 
 Scheduler::~Scheduler() {
   try {
-    engine_->drain();
-    if (engine_->vm()) engine_->vm()->finalize();
+    impl_->engine.drain();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cos: the scheduler could not finish its tasks: %s\n", e.what());
-    std::abort();
   }
+  try {
+    if (impl_->pool.vm()) impl_->pool.vm()->finalize();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cos: the scheduler's VM could not be finalized: %s\n", e.what());
+  }
+  impl_->pool.make_current(false);
   tls_scheduler = nullptr;
 }
 
@@ -37,17 +54,18 @@ Scheduler& Scheduler::current() {
 
 Scheduler* Scheduler::current_or_null() noexcept { return tls_scheduler; }
 
-void Scheduler::set_vm(std::shared_ptr<VM> vm) { engine_->set_vm(std::move(vm)); }
-const std::shared_ptr<VM>& Scheduler::vm() const { return engine_->vm(); }
-int Scheduler::slots() const { return engine_->slots(); }
-int Scheduler::free_slots() const { return engine_->free_slots(); }
-std::size_t Scheduler::task_count() const { return engine_->task_count(); }
-std::size_t Scheduler::remote_task_count() const { return engine_->remote_task_count(); }
-std::size_t Scheduler::local_task_count() const {
-  return engine_->task_count() - engine_->remote_task_count();
+void Scheduler::set_vm(std::shared_ptr<VM> vm) {
+  impl_->pool.set_vm(std::move(vm));
+  impl_->engine.set_events(impl_->pool.vm() ? &impl_->pool : nullptr);
 }
-std::size_t Scheduler::finished_unjoined() const { return engine_->finished_unjoined(); }
-void Scheduler::drain() { engine_->drain(); }
+const std::shared_ptr<VM>& Scheduler::vm() const { return impl_->pool.vm(); }
+int Scheduler::slots() const { return impl_->pool.slots(); }
+int Scheduler::free_slots() const { return impl_->pool.free_slots(); }
+std::size_t Scheduler::task_count() const { return impl_->engine.task_count(); }
+std::size_t Scheduler::remote_task_count() const { return impl_->pool.task_count(); }
+std::size_t Scheduler::local_task_count() const { return task_count() - remote_task_count(); }
+std::size_t Scheduler::finished_unjoined() const { return impl_->engine.finished_unjoined(); }
+void Scheduler::drain() { impl_->engine.drain(); }
 
 Tid current_tid() { return detail::Engine::current_checked("coop::current_tid").current_tid(); }
 
@@ -67,21 +85,27 @@ TaskInfo info_of(const TaskRef& ref) {
 JoinedTask join_task(const TaskRef& ref) {
   Engine& e = Engine::current_checked("Task::join");
   TaskRecord* rec = e.join_task(ref);
-  return {&e, rec, &rec->value, rec->remote};
+  return {&e, rec, &rec->value, rec->external != nullptr};
 }
 void release(const JoinedTask& joined) noexcept { joined.engine->release(joined.rec); }
 std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined) {
-  return std::make_unique<TaskInfo>(record_info(joined.rec));
-}
-
-bool has_vm() {
-  Engine* e = Engine::current();
-  return e && e->has_vm();
-}
-TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode) {
-  return Engine::current_checked("coop::spawn").spawn_remote(options, std::move(call), decode);
+  return std::make_unique<TaskInfo>(joined.engine->record_info(joined.rec));
 }
 bool cancel(const TaskRef& ref) { return Engine::current_checked("Task::cancel").cancel(ref); }
+
+bool has_vm() {
+  RemotePool* p = RemotePool::current();
+  return p && p->vm();
+}
+TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode) {
+  Engine::current_checked("coop::spawn");
+  return RemotePool::current()->spawn(options, std::move(call), decode);
+}
+void not_remotable() {
+  throw Error(
+      "coop::spawn: a lambda or function object cannot run remotely (it cannot travel to another "
+      "process); register a function with COS_REMOTE, or spawn with Spawn{.remote = false}");
+}
 
 void Waiter::wait() {
   Engine& e = Engine::current_checked("coop: waiting on a stream");

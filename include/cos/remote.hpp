@@ -1,4 +1,6 @@
-// remote.hpp: COS_REMOTE, the registry of functions that may run remotely.
+// remote.hpp: COS_REMOTE (the registry of functions that may run remotely),
+// their serialization, and spawn(Spawn, f, args...), the spawn with options
+// that may put a task on a VM slot.
 #pragma once
 
 #include <cstddef>
@@ -25,8 +27,13 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <cos/detail/core.hpp>
 #include <cos/detail/value_box.hpp>
+#include <cos/errors.hpp>
 #include <cos/export.hpp>
+#include <cos/spawn.hpp>
+#include <cos/spawn_options.hpp>
+#include <cos/task.hpp>
 #include <cos/vm.hpp>
 
 namespace coop::detail {
@@ -96,6 +103,7 @@ template <class T> void from_bytes(const std::string& bytes, T& value) {
 }
 
 // decode<R> turns a serialized result into a task's value.
+using DecodeFn = void (*)(const std::string& bytes, ValueBox& out);
 template <class R> void decode(const std::string& bytes, ValueBox& out) {
   if constexpr (std::is_void_v<R>) {
     out.emplace<void>();
@@ -135,6 +143,13 @@ COS_API Message execute(const Call& call);
 // unregistered() throws coop::NotRegistered for a function that is not.
 [[noreturn]] COS_API void unregistered(const void* address, const std::type_info& type);
 
+// has_vm() says whether the calling task's scheduler has a VM (false outside one).
+COS_API bool has_vm();
+// spawn_remote() starts or queues `call` on the calling task's scheduler's VM;
+// the ref is invalid when a non-blocking, non-queued spawn found no free slot.
+COS_API TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode);
+[[noreturn]] COS_API void not_remotable();
+
 template <auto F> struct Registrar {
   using Fn = decltype(F);
   static_assert(std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>,
@@ -162,3 +177,38 @@ template <auto F> struct Registrar {
 #define COS_REMOTE(fn)                                                       \
   [[maybe_unused]] static const bool COS_REMOTE_CAT(cos_remote_, __COUNTER__) = \
       ::coop::detail::Registrar<&fn>::add(#fn, __FILE__, __LINE__)
+
+namespace coop {
+
+// spawn(opt, f, args...) spawns with options. With opt.remote and a VM, the
+// call is serialized and runs on a slot: f must be a function registered with
+// COS_REMOTE (coop::NotRegistered otherwise), and a blocking spawn yields
+// until a slot is free. Without a VM a remote spawn runs locally, as in
+// PyOPUS. With opt.remote false it is a local spawn of any callable (a lambda
+// too). A lambda or function object with opt.remote true is a coop::Error,
+// with or without a VM, since it could never leave this process. Only tasks
+// of a scheduler may call it; returns the child's Task<R>.
+template <class F, class... A> auto spawn(Spawn opt, F&& f, A&&... args) {
+  using Fn = std::decay_t<F>;
+  static_assert(std::is_invocable_v<Fn, std::decay_t<A>...>,
+                "coop::spawn: the function cannot be called with these arguments");
+  if constexpr (std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>) {
+    using T = detail::FnTraits<Fn>;
+    using R = typename T::result;
+    if (!opt.remote || !detail::has_vm()) {
+      return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
+    }
+    static_assert(std::is_constructible_v<typename T::args, A&&...>,
+                  "coop::spawn: the arguments do not convert to the function's parameter types");
+    Fn fn = f;
+    const std::string* name = detail::remote_name(reinterpret_cast<const void*>(fn));
+    if (!name) detail::unregistered(reinterpret_cast<const void*>(fn), typeid(Fn));
+    Call call{*name, detail::to_bytes(typename T::args(std::forward<A>(args)...))};
+    return Task<R>(detail::spawn_remote(opt, std::move(call), &detail::decode<R>));
+  } else {
+    if (opt.remote) detail::not_remotable();
+    return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
+  }
+}
+
+}  // namespace coop

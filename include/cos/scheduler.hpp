@@ -14,9 +14,6 @@
 namespace coop {
 
 class VM;
-namespace detail {
-class Engine;
-}
 
 // Options of a Scheduler.
 struct Options {
@@ -36,7 +33,8 @@ struct Options {
 
 // Scheduler runs microthreads on the thread that constructs it; that thread's
 // code becomes the main task (tid 1). One per thread; schedulers on different
-// threads are independent. Not thread-safe: use it from its own thread only.
+// threads are independent. Not thread-safe: every member is called from the
+// scheduler's own thread (its tasks, or the code that made it).
 //
 // Example:
 //   coop::Scheduler sched;
@@ -44,11 +42,16 @@ struct Options {
 //   t.join();
 class COS_API Scheduler {
  public:
-  // Throws coop::Error when this thread already has a scheduler, or for a bad
-  // stack size.
+  // Makes this thread's scheduler; never blocks. Throws coop::Error when this
+  // thread already has a scheduler, for a bad stack size, or when a VM is
+  // given and COS_REMOTE registered a name twice.
   explicit Scheduler(Options options = {});
-  // Runs every unfinished task to the end (drain()), reports exceptions that
-  // no join collected on stderr, then finalizes the VM. Call it from the main task.
+  // Runs every unfinished task to the end (drain(): the thread blocks while
+  // remote tasks run), reports exceptions that no join collected on stderr,
+  // then finalizes the VM (which may block, as the VM says). Call it from
+  // the main task. It never terminates the program: what it cannot finish
+  // (a drain from another task, a VM that fails to finalize) is reported on
+  // stderr.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -58,11 +61,14 @@ class COS_API Scheduler {
   // current_or_null() is this thread's scheduler, or nullptr.
   static Scheduler* current_or_null() noexcept;
 
-  // set_vm() replaces the VM; throws coop::Error while remote tasks run.
+  // set_vm() replaces the VM (nullptr: none); never yields. Throws
+  // coop::Error while remote tasks are queued or run, and when COS_REMOTE
+  // registered a name twice. The old VM is not finalized (its owner's to do).
   void set_vm(std::shared_ptr<VM> vm);
   const std::shared_ptr<VM>& vm() const;
 
-  // slots() and free_slots() are the VM's counts; -1 when there is no VM.
+  // The counts never yield nor block. slots() and free_slots() are the VM's
+  // counts; -1 when there is no VM.
   int slots() const;
   int free_slots() const;
 
@@ -76,19 +82,20 @@ class COS_API Scheduler {
   // wait to be joined (PyOPUS's finishedTasks).
   std::size_t finished_unjoined() const;
 
-  // drain() yields until every task but the main task has ended. Only the
-  // main task may call it; the destructor calls it.
+  // drain() yields until every task but the main task has ended (the thread
+  // blocks only while nothing but remote tasks or timers remain). Only the
+  // main task may call it (coop::Error otherwise); the destructor calls it.
   void drain();
 
-  detail::Engine& engine() { return *engine_; }
-
  private:
-  std::unique_ptr<detail::Engine> engine_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // run() makes a Scheduler on this thread, calls `main` as task 1, drains every
 // other task, and returns what `main` returned (or rethrows what it threw,
-// after the drain).
+// after the drain). It blocks the calling thread until then; the thread must
+// not have a scheduler already (coop::Error).
 template <class F> auto run(F&& main, Options options = {}) {
   using R = std::invoke_result_t<F&>;
   Scheduler sched(std::move(options));

@@ -1,4 +1,6 @@
-// spawn.hpp: spawn(), yield(), sleep_for(), current_tid(), and Spawn options.
+// spawn.hpp: spawn() of a local child, yield(), sleep_for(), current_tid().
+// Local only: no cereal and no VM reach here (spawns with coop::Spawn
+// options, remote ones among them, are in remote.hpp).
 #pragma once
 
 #include <chrono>
@@ -13,8 +15,6 @@
 #include <cos/detail/core.hpp>
 #include <cos/export.hpp>
 #include <cos/ids.hpp>
-#include <cos/spawn_options.hpp>
-#include <cos/remote.hpp>
 #include <cos/task.hpp>
 
 namespace coop {
@@ -75,41 +75,20 @@ template <class F, class... A> auto spawn(F&& f, A&&... args) {
   return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
 }
 
-// spawn(opt, f, args...) spawns with options; f must be a function. With
-// opt.remote and a VM, the call is serialized and runs on a slot (f must be
-// registered with COS_REMOTE, or coop::NotRegistered is thrown); a blocking
-// spawn yields until a slot is free. Without a VM it runs locally, as PyOPUS
-// does. Only tasks of a scheduler may call it.
-template <class F, class... A> auto spawn(Spawn opt, F&& f, A&&... args) {
-  using Fn = std::decay_t<F>;
-  static_assert(std::is_pointer_v<Fn> && std::is_function_v<std::remove_pointer_t<Fn>>,
-                "coop::spawn(Spawn, f, ...): f must be a function registered with COS_REMOTE; "
-                "a lambda or function object cannot travel to another process (spawn it "
-                "without Spawn options to run it locally)");
-  static_assert(std::is_invocable_v<Fn, A...>,
-                "coop::spawn: the function cannot be called with these arguments");
-  using T = detail::FnTraits<Fn>;
-  using R = typename T::result;
-  if (!opt.remote || !detail::has_vm()) {
-    return detail::spawn_local(std::forward<F>(f), std::forward<A>(args)...);
-  }
-  Fn fn = f;
-  const std::string* name = detail::remote_name(reinterpret_cast<const void*>(fn));
-  if (!name) detail::unregistered(reinterpret_cast<const void*>(fn), typeid(Fn));
-  Call call{*name, detail::to_bytes(typename T::args(std::forward<A>(args)...))};
-  return Task<R>(detail::spawn_remote(opt, std::move(call), &detail::decode<R>));
-}
-
 // yield() moves the calling task behind every task that is ready now and runs
-// them; it returns at once when no other task is ready.
+// them; it returns at once when no other task is ready. Only tasks of a
+// scheduler may call it (coop::Error otherwise).
 inline void yield() { detail::yield_now(); }
 
-// sleep_for() suspends the calling task for at least `d`; other tasks run.
+// sleep_for() suspends the calling task for at least `d` (it yields; other
+// tasks run; the thread blocks only when no task is ready). Only tasks of a
+// scheduler may call it.
 template <class Rep, class Per> void sleep_for(std::chrono::duration<Rep, Per> d) {
   detail::sleep_until(clock::now() + std::chrono::ceil<clock::duration>(d));
 }
 
-// current_tid() is the tid of the calling task; throws coop::Error outside a scheduler.
+// current_tid() is the tid of the calling task; never yields; throws
+// coop::Error outside a scheduler.
 COS_API Tid current_tid();
 
 }  // namespace coop

@@ -1,5 +1,7 @@
-// core.hpp: the scheduler entry points behind the templates of task.hpp and
-// spawn.hpp. Private to cos: users call coop::spawn, Task<R>::join, ...
+// core.hpp: the local core's entry points behind the templates of task.hpp
+// and spawn.hpp. Private to cos: users call coop::spawn, Task<R>::join, ...
+// No remote type reaches here: remote tasks are records of the core that the
+// remote layer ends (src/core/external.hpp).
 #pragma once
 
 #include <cstddef>
@@ -12,9 +14,7 @@
 #include <cos/detail/value_box.hpp>
 #include <cos/export.hpp>
 #include <cos/ids.hpp>
-#include <cos/spawn_options.hpp>
 #include <cos/timing.hpp>
-#include <cos/vm.hpp>
 
 namespace coop::detail {
 
@@ -71,14 +71,8 @@ COS_API void release(const JoinedTask& joined) noexcept;
 // remote_info() is what a joined remote record reports about where it ran.
 COS_API std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined);
 
-// Remote spawns. decode turns a serialized value into the task's ValueBox.
-using DecodeFn = void (*)(const std::string& bytes, ValueBox& out);
-// has_vm() says whether the calling task's scheduler has a VM (false outside one).
-COS_API bool has_vm();
-// spawn_remote() starts or queues `call`; the ref is invalid when a
-// non-blocking, non-queued spawn found no free slot.
-COS_API TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode);
-// cancel() stops a child: false when it had already ended.
+// cancel() stops a remote child: false when it had already ended. Throws
+// coop::Error for a local child or a task that is not the caller's child.
 COS_API bool cancel(const TaskRef& ref);
 
 // Waiter parks one task until another task wakes it; streams are built on it.

@@ -15,9 +15,6 @@
 
 namespace coop::detail {
 
-// demangle(type) is the readable name of a type, for error messages.
-COS_API std::string demangle(const std::type_info& type);
-
 // ValueBox holds what a task produced. Small values that move without
 // throwing live inline (no allocation for the common case); others on the heap.
 class COS_API ValueBox {

@@ -1,4 +1,6 @@
-// engine.hpp: the scheduler itself, behind coop::Scheduler.
+// engine.hpp: the local core, behind coop::Scheduler: task records, context
+// switches, stacks, timers, joins and drain. Remote tasks reach it only
+// through the seam of external.hpp.
 #pragma once
 
 #include <cstddef>
@@ -6,11 +8,8 @@
 #include <exception>
 #include <memory>
 #include <optional>
-#include <map>
 #include <queue>
 #include <span>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -20,16 +19,15 @@
 #include <cos/join.hpp>
 #include <cos/scheduler.hpp>
 
-#include "detail/ring.hpp"
-#include "detail/stack_pool.hpp"
-#include "detail/task_record.hpp"
-#include "detail/tid_table.hpp"
+#include "core/external.hpp"
+#include "core/ring.hpp"
+#include "core/stack_pool.hpp"
+#include "core/task_record.hpp"
+#include "core/tid_table.hpp"
 
 namespace coop::detail {
 
 using boost_transfer_t = boost::context::detail::transfer_t;
-
-TaskInfo record_info(const TaskRecord* rec);
 
 // Engine owns every task of one scheduler and the loop that runs them.
 //
@@ -63,10 +61,21 @@ class Engine {
   void sleep_until(clock::time_point deadline);
   Tid current_tid() const { return current_->tid; }
 
-  // Remote tasks (engine_remote.cpp).
-  bool has_vm() const { return vm_ != nullptr; }
-  TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode);
+  // The seam to the remote layer (external.hpp). add_external() makes a
+  // child of the running task that runs elsewhere (blocked until ended);
+  // remove_external() undoes one that could not start, tid included.
+  TaskRecord* add_external(External* external);
+  void remove_external(TaskRecord* rec) noexcept;
+  // end_external() ends an external task: with `error`, or with the value
+  // already put in rec->value.
+  void end_external(TaskRecord* rec, std::exception_ptr error);
+  // add_timer() calls fn(context, rec, tid, token) once `deadline` passes.
+  void add_timer(clock::time_point deadline, TimerFn fn, void* context, TaskRecord* rec,
+                 std::uint64_t token);
+  // set_events() gives the loop its other source of events (nullptr: none).
+  void set_events(EventSource* events) { events_ = events; }
   bool cancel(const TaskRef& ref);
+  std::uint64_t serial() const { return serial_; }
 
   // Parking, for synchronisation built on the scheduler (streams): park()
   // blocks the running task until unpark() makes it ready again.
@@ -78,22 +87,20 @@ class Engine {
 
   // Scheduler queries and drain.
   void drain();
-  void set_vm(std::shared_ptr<VM> vm);
-  const std::shared_ptr<VM>& vm() const { return vm_; }
   std::size_t task_count() const { return live_; }
-  std::size_t remote_task_count() const { return live_remote_; }
-  int slots() const;
-  int free_slots() const;
   std::size_t finished_unjoined() const { return current_->finished.size(); }
+  TaskInfo record_info(const TaskRecord* rec) const;
 
  private:
-  // A timer wakes a sleeping task or, with `task`, times out a remote one.
+  // A timer wakes a sleeping task or, with `fn`, calls the layer that added it.
   struct Timer {
     clock::time_point deadline;
     std::uint64_t seq;  // FIFO among equal deadlines
     TaskRecord* rec;
     Tid tid;
-    std::optional<TaskId> task;
+    TimerFn fn;
+    void* context;
+    std::uint64_t token;
     bool operator>(const Timer& o) const {
       return deadline != o.deadline ? deadline > o.deadline : seq > o.seq;
     }
@@ -125,24 +132,7 @@ class Engine {
   void fire_timers();
   void fire(const Timer& timer);
 
-  // Remote bookkeeping (engine_remote.cpp).
-  using QueueKey = std::pair<int, std::uint64_t>;  // (-priority, FIFO sequence)
-  using Queue = std::map<QueueKey, TaskRecord*>;
-  // vm_busy() says whether a VM message may still come: a task runs or is
-  // being stopped, or spawns wait while a slot is out (a worker being replaced).
-  bool vm_busy() const {
-    return !running_.empty() || !abandoned_.empty() || (queued_ > 0 && vm_->free_slots() < vm_->slots());
-  }
-  bool start_on_vm(TaskRecord* rec);
-  void enqueue(TaskRecord* rec);
-  void dequeue(TaskRecord* rec);
-  void start_queued();
-  void receive(std::chrono::nanoseconds timeout);
-  void on_message(Message&& m);
-  void remote_ended(TaskRecord* rec, std::exception_ptr error);
-  void abandon_running(TaskRecord* rec);
-  void time_out(TaskRecord* rec);
-  void fail_all_remote(std::exception_ptr error);
+  bool events_busy() const { return events_ && events_->busy(); }
   void wake_stalled();
   void report_lost() noexcept;
   [[noreturn]] void join_error(Tid tid, const TaskRecord* rec) const;
@@ -150,7 +140,7 @@ class Engine {
   Options options_;
   std::uint64_t serial_;
   StackPool stacks_;
-  std::shared_ptr<VM> vm_;
+  EventSource* events_ = nullptr;
 
   TaskRecord main_;        // tid 1, runs on the thread's own stack
   TaskRecord loop_;        // tid 0, the loop context
@@ -160,18 +150,11 @@ class Engine {
   TidTable<TaskRecord> table_;
   Tid next_tid_ = 2;
   std::size_t live_ = 1;  // unfinished tasks, main included
-  std::size_t live_remote_ = 0;
 
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::uint64_t timer_seq_ = 0;
   int poll_budget_ = 0;
 
-  std::unordered_map<TaskId, TaskRecord*> running_;  // remote tasks on a slot
-  std::unordered_set<TaskId> abandoned_;  // cancelled or timed out, slot not yet free
-  Queue any_host_queue_;
-  std::map<HostId, Queue> host_queues_;
-  std::uint64_t queue_seq_ = 0;
-  std::size_t queued_ = 0;
 
   std::vector<std::unique_ptr<TaskRecord[]>> chunks_;
   TaskRecord* free_records_ = nullptr;

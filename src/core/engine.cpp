@@ -1,4 +1,4 @@
-#include "detail/engine.hpp"
+#include "core/engine.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -9,7 +9,8 @@
 #include <thread>
 
 #include <cos/errors.hpp>
-#include <cos/remote.hpp>
+
+#include "posix/text.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -54,7 +55,6 @@ Engine::Engine(Options options)
     : options_(std::move(options)),
       serial_(next_serial.fetch_add(1)),
       stacks_(round_to_pages(options_.stack_size), options_.guard_pages),
-      vm_(options_.vm),
       current_(&main_),
       eh_(eh_globals()) {
   if (options_.stack_size < min_stack_size) {
@@ -62,8 +62,6 @@ Engine::Engine(Options options)
                 " is too small (at least " + std::to_string(min_stack_size) + " bytes)");
   }
   if (tls_engine) throw Error("coop::Scheduler: this thread already has a scheduler");
-  // Checked once here, where remote spawns become possible, not per spawn.
-  if (vm_) check_registry();
   main_.tid = main_tid;
   main_.state = State::running;
   loop_.tid = scheduler_tid;
@@ -104,14 +102,7 @@ void Engine::recycle(TaskRecord* rec) noexcept {
   rec->state = State::created;
   rec->released = false;
   rec->value.clear();
-  if (rec->remote) {
-    rec->remote = false;
-    rec->job.reset();
-    rec->output.clear();
-    rec->host.reset();
-    rec->task_id.reset();
-    rec->timing = Timing{};
-  }
+  if (rec->external) delete std::exchange(rec->external, nullptr);
   rec->next_free = free_records_;
   free_records_ = rec;
 }
@@ -257,7 +248,7 @@ void Engine::block(WaitKind why) {
 
 TaskRecord* Engine::next_to_run() {
   if (!ready_.empty()) {
-    bool pending = !timers_.empty() || vm_busy();
+    bool pending = !timers_.empty() || events_busy();
     if (!pending || --poll_budget_ > 0) return ready_.pop_front();
   }
   return &loop_;
@@ -336,16 +327,16 @@ bool Engine::service(bool may_block) {
   fire_timers();
   // Between ready tasks the VM is polled; with nothing ready it is waited on
   // at once (a poll first would cost a system call for nothing).
-  if (vm_busy() && !(may_block && ready_.empty())) receive(std::chrono::nanoseconds(0));
+  if (events_busy() && !(may_block && ready_.empty())) events_->wait(std::chrono::nanoseconds(0));
   while (may_block && ready_.empty()) {
-    bool vm_pending = vm_busy();
+    bool vm_pending = events_busy();
     if (timers_.empty() && !vm_pending) return false;
     if (vm_pending) {
       auto wait = timers_.empty() ? std::chrono::nanoseconds(-1)
                                   : std::max(std::chrono::nanoseconds(0),
                                              std::chrono::ceil<std::chrono::nanoseconds>(
                                                  timers_.top().deadline - clock::now()));
-      receive(wait);
+      events_->wait(wait);
     } else {
       std::this_thread::sleep_until(timers_.top().deadline);
     }
@@ -365,35 +356,34 @@ void Engine::fire_timers() {
 }
 
 void Engine::fire(const Timer& t) {
-  if (!t.task) {
+  if (!t.fn) {
     wake(t.rec);
     return;
   }
-  // A remote timeout counts only if that very attempt still runs.
-  TaskRecord* rec = t.rec;
-  if (rec->tid == t.tid && rec->state != State::finished && rec->task_id == t.task) time_out(rec);
+  t.fn(t.context, t.rec, t.tid, t.token);
+}
+
+void Engine::add_timer(clock::time_point deadline, TimerFn fn, void* context, TaskRecord* rec,
+                       std::uint64_t token) {
+  timers_.push(Timer{deadline, timer_seq_++, rec, rec->tid, fn, context, token});
 }
 
 // wake_stalled() runs when every task waits for something that can no longer
-// happen: each blocked call throws coop::Error in its task instead of
-// hanging, and a queued remote task that no slot will ever take fails.
+// happen. First the event source ends the external tasks that can never run
+// (a queued remote task that no slot will take); if that made nothing ready,
+// each blocked call throws coop::Error in its task instead of hanging.
 void Engine::wake_stalled() {
+  if (events_ && events_->stalled() && !ready_.empty()) return;
   std::vector<TaskRecord*> stuck;
   auto collect = [&](TaskRecord* rec) {
-    if (rec->state == State::blocked && rec->wait != WaitKind::drain) stuck.push_back(rec);
+    if (rec->state == State::blocked && rec->wait != WaitKind::drain && !rec->external) stuck.push_back(rec);
   };
   collect(&main_);
   table_.for_each(collect);
   for (TaskRecord* rec : stuck) {
-    if (rec->remote) {
-      if (rec->job && rec->job->queued) dequeue(rec);
-      remote_ended(rec, std::make_exception_ptr(Error("coop: " + task_name(rec->tid) +
-                                                      " waits for a slot that no longer runs anything")));
-    } else {
-      rec->wake_error = std::make_exception_ptr(
-          Error("coop: " + task_name(rec->tid) + " waits for something that can never happen (deadlock)"));
-      wake(rec);
-    }
+    rec->wake_error = std::make_exception_ptr(
+        Error("coop: " + task_name(rec->tid) + " waits for something that can never happen (deadlock)"));
+    wake(rec);
   }
   if (ready_.empty()) {
     std::fprintf(stderr, "cos: internal error: no task is ready and none can become ready\n");
@@ -410,7 +400,7 @@ void Engine::yield() {
 }
 
 void Engine::sleep_until(clock::time_point deadline) {
-  timers_.push(Timer{deadline, timer_seq_++, current_, current_->tid, std::nullopt});
+  timers_.push(Timer{deadline, timer_seq_++, current_, current_->tid, nullptr, nullptr, 0});
   block(WaitKind::sleep);
 }
 
@@ -424,14 +414,11 @@ TaskInfo Engine::info_of(const TaskRef& ref) const {
   return info;
 }
 
-TaskInfo record_info(const TaskRecord* r) {
+TaskInfo Engine::record_info(const TaskRecord* r) const {
   TaskInfo info;
-  info.remote = r->remote;
+  info.remote = r->external != nullptr;
   info.done = r->state == State::finished;
-  info.host = r->host;
-  info.task_id = r->task_id;
-  info.timing = r->timing;
-  info.output = r->output;
+  if (r->external) r->external->describe(info);
   return info;
 }
 
@@ -510,7 +497,7 @@ void Engine::report_lost() noexcept {
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
-      what = demangle(typeid(e)) + ": " + e.what();
+      what = posix::demangle(typeid(e)) + ": " + e.what();
     } catch (...) {
       what = "an exception of a type not derived from std::exception";
     }
@@ -520,10 +507,44 @@ void Engine::report_lost() noexcept {
   lost_.clear();
 }
 
-void Engine::set_vm(std::shared_ptr<VM> vm) {
-  if (live_remote_ > 0 || vm_busy()) throw Error("coop::Scheduler::set_vm: remote tasks are running");
-  if (vm) check_registry();
-  vm_ = std::move(vm);
+// ---- the seam to the remote layer -----------------------------------------
+
+TaskRecord* Engine::add_external(External* external) {
+  TaskRecord* rec = new_record();
+  rec->external = external;
+  rec->tid = next_tid_++;
+  rec->parent = current_;
+  ++current_->live_children;
+  table_.insert(rec->tid, rec);
+  ++live_;
+  rec->state = State::blocked;  // never on the ready queue
+  return rec;
+}
+
+void Engine::remove_external(TaskRecord* rec) noexcept {
+  table_.erase(rec->tid);
+  if (rec->tid == next_tid_ - 1) --next_tid_;
+  --rec->parent->live_children;
+  --live_;
+  recycle(rec);
+}
+
+void Engine::end_external(TaskRecord* rec, std::exception_ptr error) {
+  if (error) rec->value.set_error(std::move(error));
+  ended(rec);
+}
+
+bool Engine::cancel(const TaskRef& ref) {
+  if (ref.serial != serial_) throw Error("Task::cancel: the task belongs to another scheduler");
+  TaskRecord* rec = ref.rec;
+  if (rec->tid != ref.tid || rec->released) return false;  // joined: it had ended
+  if (rec->parent != current_) {
+    throw Error("Task::cancel: " + task_name(ref.tid) + " is not a child of " + task_name(current_->tid));
+  }
+  if (rec->state == State::finished) return false;
+  if (!rec->external) throw Error("Task::cancel: only remote tasks can be cancelled");
+  rec->external->cancel(rec);
+  return true;
 }
 
 }  // namespace coop::detail

@@ -13,31 +13,15 @@
 #include <cos/detail/core.hpp>
 #include <cos/ids.hpp>
 #include <cos/timing.hpp>
-#include <cos/vm.hpp>
 
-#include "detail/finished_set.hpp"
-#include "detail/stack_pool.hpp"
+#include "core/external.hpp"
+#include "core/finished_set.hpp"
+#include "core/stack_pool.hpp"
 
 namespace coop::detail {
 
 enum class State : std::uint8_t { created, ready, running, blocked, finished };
-enum class WaitKind : std::uint8_t { none, join, sleep, drain, slot, park };
-
-// RemoteJob is what a remote task needs until it ends: the call (kept to
-// start it again after a lost worker), how to decode its value, and its
-// spawn options.
-struct RemoteJob {
-  Call call;
-  DecodeFn decode = nullptr;
-  std::optional<HostId> host;
-  int priority = 0;
-  std::optional<std::chrono::nanoseconds> timeout;
-  int retries = 0;
-  int attempts = 0;
-  TaskRecord* spawner = nullptr;  // blocked in a blocking spawn until this starts
-  bool queued = false;
-  std::pair<int, std::uint64_t> queue_key{};  // (-priority, FIFO sequence)
-};
+enum class WaitKind : std::uint8_t { none, join, sleep, drain, park };
 
 // EhGlobals mirrors the C++ runtime's per-thread exception state
 // (__cxa_eh_globals of the Itanium C++ ABI: the stack of exceptions being
@@ -59,7 +43,6 @@ struct TaskRecord : FinishedNode {
   std::size_t closure_align = 0;  // non-zero: the closure is on the heap
   State state = State::created;
   WaitKind wait = WaitKind::none;
-  bool remote = false;
   // released: no longer joinable (joined, or its parent ended); the record
   // is recycled once its stack is free and no child points at it.
   bool released = false;
@@ -77,11 +60,9 @@ struct TaskRecord : FinishedNode {
   std::exception_ptr wake_error;
 
   ValueBox value;
-  std::unique_ptr<RemoteJob> job;  // remote tasks, until they end
-  std::string output;              // what a remote task printed
-  std::optional<HostId> host;
-  std::optional<TaskId> task_id;
-  Timing timing;
+  // A task that runs outside the core (a remote task): never on the ready
+  // queue, ended by the layer that owns it. Owned; nullptr for local tasks.
+  External* external = nullptr;
 
   TaskRecord* next_free = nullptr;
   EhGlobals eh;  // this task's exception state while it is switched out

@@ -1,4 +1,4 @@
-#include "detail/symbol_name.hpp"
+#include "remote/symbol_name.hpp"
 
 #include <cxxabi.h>
 #include <dlfcn.h>

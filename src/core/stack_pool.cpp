@@ -1,4 +1,4 @@
-#include "detail/stack_pool.hpp"
+#include "core/stack_pool.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -8,9 +8,11 @@
 
 #include <cos/errors.hpp>
 
-#include "detail/symbol_name.hpp"
+#include "posix/text.hpp"
+#include "remote/symbol_name.hpp"
 
 namespace coop::detail {
+using posix::demangle;
 namespace {
 
 struct Entry {

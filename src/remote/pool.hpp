@@ -1,0 +1,107 @@
+// pool.hpp: the remote pool of one scheduler: the VM, the spawns waiting for
+// a slot (per host and for any host, by priority), the tasks running on
+// slots, their timeouts, retries and cancels, and the VM's messages turned
+// into task outcomes. It knows the VM interface and the core's seam
+// (core/external.hpp), never a pipe or a microthread's stack.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include <cos/remote.hpp>
+#include <cos/vm.hpp>
+
+#include "core/engine.hpp"
+
+namespace coop::detail {
+
+class RemotePool;
+
+// RemoteTask is a remote task as the pool keeps it: the call (kept to start
+// it again after a lost worker), how to decode its value, its spawn options,
+// and where and when it ran. The core owns it with the task's record.
+struct RemoteTask final : External {
+  RemotePool* pool = nullptr;
+  Call call;
+  DecodeFn decode = nullptr;
+  std::optional<HostId> bound_host;
+  int priority = 0;
+  std::optional<std::chrono::nanoseconds> timeout;
+  int retries = 0;
+  int attempts = 0;
+  TaskRecord* spawner = nullptr;  // parked in a blocking spawn until this starts
+  bool queued = false;
+  bool ended = false;
+  std::pair<int, std::uint64_t> queue_key{};  // (-priority, FIFO sequence)
+
+  std::string output;
+  std::optional<HostId> host;
+  std::optional<TaskId> task_id;
+  Timing timing;
+
+  void describe(TaskInfo& info) const override;
+  void cancel(TaskRecord* rec) override;
+};
+
+class RemotePool final : public EventSource {
+ public:
+  explicit RemotePool(Engine& engine) : engine_(engine) {}
+  RemotePool(const RemotePool&) = delete;
+  RemotePool& operator=(const RemotePool&) = delete;
+
+  static RemotePool* current() noexcept;  // the calling thread's scheduler's pool
+  void make_current(bool on) noexcept;
+
+  const std::shared_ptr<VM>& vm() const { return vm_; }
+  void set_vm(std::shared_ptr<VM> vm);  // throws coop::Error while remote tasks run
+  int slots() const { return vm_ ? vm_->slots() : -1; }
+  int free_slots() const { return vm_ ? vm_->free_slots() : -1; }
+  std::size_t task_count() const { return live_; }
+
+  TaskRef spawn(const Spawn& options, Call&& call, DecodeFn decode);
+  void cancel(RemoteTask& task, TaskRecord* rec);
+
+  // EventSource: the loop's view of the VM.
+  bool busy() const override {
+    // A message may still come while a task runs or is being stopped; and
+    // while a slot is out (a worker being replaced, vm.hpp), queued spawns
+    // wait for it to come back.
+    return !running_.empty() || !abandoned_.empty() ||
+           (queued_ > 0 && vm_->free_slots() < vm_->slots());
+  }
+  void wait(std::chrono::nanoseconds timeout) override;
+  bool stalled() override;
+
+ private:
+  using QueueKey = std::pair<int, std::uint64_t>;
+  using Queue = std::map<QueueKey, TaskRecord*>;
+  static RemoteTask& task_of(TaskRecord* rec) { return *static_cast<RemoteTask*>(rec->external); }
+
+  bool start_on_vm(TaskRecord* rec);
+  void enqueue(TaskRecord* rec);
+  void dequeue(TaskRecord* rec);
+  void start_queued();
+  void on_message(Message&& m);
+  void end(TaskRecord* rec, std::exception_ptr error);
+  void abandon_running(TaskRecord* rec);
+  static void on_timer(void* self, TaskRecord* rec, Tid tid, std::uint64_t attempt);
+  void time_out(TaskRecord* rec);
+  void fail_all(std::exception_ptr error);
+
+  Engine& engine_;
+  std::shared_ptr<VM> vm_;
+  std::size_t live_ = 0;
+  std::unordered_map<TaskId, TaskRecord*> running_;  // remote tasks on a slot
+  std::unordered_set<TaskId> abandoned_;             // cancelled or timed out, slot not yet free
+  Queue any_host_queue_;
+  std::map<HostId, Queue> host_queues_;
+  std::uint64_t queue_seq_ = 0;
+  std::size_t queued_ = 0;
+};
+
+}  // namespace coop::detail
