@@ -418,3 +418,57 @@ TEST_CASE("bad input: a failed spawn of a large closure does not break the next 
   CHECK(r.exited);
   CHECK(r.code == 0);
 }
+
+// ---- spawn options with any callable, and a scheduler that cannot finish -----
+
+TEST_CASE("spawn options: Spawn{.remote = false} spawns a lambda with captures locally") {
+  coop::run([] {
+    int base = 40;
+    auto t = coop::spawn(coop::Spawn{.remote = false}, [base](int x) { return base + x; }, 2);
+    CHECK_FALSE(t.remote());
+    CHECK(t.join() == 42);
+  });
+}
+
+TEST_CASE("spawn options: Spawn{.remote = true} of a lambda is a coop::Error naming the fix, with or without a VM") {
+  auto spawn_lambda = [] {
+    int base = 1;
+    CHECK_THROWS_WITH(coop::spawn(coop::Spawn{.remote = true}, [base] { return base; }),
+                      Contains("cannot run remotely") && Contains("COS_REMOTE"));
+    CHECK(coop::Scheduler::current().task_count() == 1);  // no task was made
+  };
+  coop::run(spawn_lambda);
+  coop::run(spawn_lambda, coop::Options{.vm = std::make_shared<coop::ThreadVM>(1)});
+}
+
+namespace {
+
+// FailingVM has no slots and fails to finalize.
+class FailingVM : public coop::VM {
+ public:
+  int slots() const override { return 1; }
+  int free_slots() const override { return 1; }
+  std::vector<coop::HostId> hosts() const override { return {coop::HostId("h")}; }
+  std::vector<coop::HostId> hosts_with_free_slots() const override { return hosts(); }
+  std::optional<coop::TaskId> start(const coop::Call&, const std::optional<coop::HostId>&) override {
+    return std::nullopt;
+  }
+  std::optional<coop::Message> receive(std::chrono::nanoseconds) override { return std::nullopt; }
+  coop::HostId host_of(const coop::TaskId&) const override { return coop::HostId("h"); }
+  void cancel(const coop::TaskId&) override {}
+  void finalize() override { throw coop::Error("the cluster is gone"); }
+};
+
+}  // namespace
+
+TEST_CASE("shutdown: a VM that fails to finalize is reported on stderr; the scheduler still ends") {
+  cos_test::StderrCapture err;
+  {
+    coop::Scheduler sched(coop::Options{.vm = std::make_shared<FailingVM>()});
+    CHECK(coop::spawn([] { return 1; }).join() == 1);
+  }
+  err.restore();
+  CHECK_THAT(err.text(), Contains("could not be finalized") && Contains("the cluster is gone"));
+  CHECK(coop::Scheduler::current_or_null() == nullptr);
+  coop::run([] {});  // the thread is free for a new scheduler
+}

@@ -14,7 +14,8 @@
 namespace coop {
 
 // Task<R> is the handle spawn() returns. Only the parent (the task that
-// spawned it) may join it. Dropping a handle does not detach the child: it
+// spawned it) may join or cancel it. Not thread-safe: use it on its
+// scheduler's thread; the queries below never yield nor block. Dropping a handle does not detach the child: it
 // stays joinable with coop::join(), and an exception it throws is reported
 // at shutdown if nobody joins it.
 //
@@ -55,9 +56,11 @@ template <class R> class Task {
   bool done() const { return joined_ || info().done; }
 
   // cancel() stops a remote child, queued or running (a worker process is
-  // killed and replaced); its join then throws coop::Cancelled. Returns false
-  // when the child had already ended. Only the parent may call it; a local
-  // child cannot be cancelled (coop::Error).
+  // killed and replaced; a ThreadVM thread runs on, unseen); its join then
+  // throws coop::Cancelled. Returns false when the child had already ended.
+  // Never yields; the thread blocks only as long as the VM's cancel (a kill
+  // and a fork). Only the parent may call it; a local child cannot be
+  // cancelled (coop::Error), nor an invalid handle.
   bool cancel() {
     if (!valid()) throw Error("Task::cancel: the handle is invalid (the spawn found no slot)");
     return !joined_ && detail::cancel(ref_);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <queue>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,8 @@
 namespace coop::detail {
 
 using boost_transfer_t = boost::context::detail::transfer_t;
+
+inline std::string task_name(Tid tid) { return "task " + std::to_string(tid); }
 
 // Engine owns every task of one scheduler and the loop that runs them.
 //
