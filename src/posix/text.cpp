@@ -46,11 +46,13 @@ std::string join_names(const std::vector<std::string>& names, const char* separa
   return out;
 }
 
-std::string demangle(const std::type_info& type) {
+std::string demangle(const char* mangled) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type.name(), nullptr, nullptr, &status),
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
                                               std::free);
-  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
+  return status == 0 && name ? std::string(name.get()) : std::string(mangled);
 }
+
+std::string demangle(const std::type_info& type) { return demangle(type.name()); }
 
 }  // namespace coop::posix

@@ -24,7 +24,9 @@ COS_API std::string last_line(const std::string& text, std::size_t limit = 0);
 // join_names({"a", "b"}) is "a, b".
 COS_API std::string join_names(const std::vector<std::string>& names, const char* separator = ", ");
 
-// demangle() is the readable name of a type, for messages.
+// demangle() is the readable name of a type, or of a mangled symbol name
+// (itself when it does not demangle), for messages.
 COS_API std::string demangle(const std::type_info& type);
+COS_API std::string demangle(const char* mangled);
 
 }  // namespace coop::posix

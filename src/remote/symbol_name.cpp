@@ -1,6 +1,5 @@
 #include "remote/symbol_name.hpp"
 
-#include <cxxabi.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
@@ -12,16 +11,10 @@
 #include <iterator>
 #include <vector>
 
+#include "posix/text.hpp"
+
 namespace coop::detail {
 namespace {
-
-std::string demangled(const char* name) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string out = status == 0 && d ? d : name;
-  std::free(d);
-  return out;
-}
 
 // Looks the symbol whose value is `want` (an address minus its object's load
 // bias) up in the .symtab of an ELF64 file.
@@ -48,7 +41,7 @@ std::string from_symtab(const std::string& path, std::uintptr_t want) {
       std::memcpy(&sym, file.data() + sh.sh_offset + k * sizeof sym, sizeof sym);
       if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_value != want) continue;
       if (sym.st_name >= strtab.sh_size) continue;
-      return demangled(file.data() + strtab.sh_offset + sym.st_name);
+      return posix::demangle(file.data() + strtab.sh_offset + sym.st_name);
     }
   }
   return "";
@@ -82,7 +75,7 @@ int find_owner(dl_phdr_info* info, std::size_t, void* data) {
 std::string symbol_name(const void* address) {
   Dl_info info{};
   if (::dladdr(address, &info) && info.dli_sname && info.dli_saddr == address) {
-    return demangled(info.dli_sname);
+    return posix::demangle(info.dli_sname);
   }
   Owner owner{reinterpret_cast<std::uintptr_t>(address)};
   ::dl_iterate_phdr(&find_owner, &owner);
