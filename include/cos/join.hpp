@@ -23,7 +23,8 @@ struct COS_API Joined {
   Timing timing{};
   std::string output{};  // what a remote child printed, where the backend captures it
 
-  // get<T>() moves the child's value out, or rethrows its exception. Throws
+  // get<T>() moves the child's value out, or rethrows its exception. Never
+  // yields; any thread may call it (a Joined is a plain value). Throws
   // coop::Error when T is not what the child returned, or on a second call.
   template <class T> T get() { return value_.take<T>(tid); }
 
