@@ -57,6 +57,7 @@
 
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>
+#include <cos/join.hpp>
 #include <cos/task.hpp>
 
 namespace {
@@ -301,6 +302,54 @@ void BM_spawn_join(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_spawn_join)->Name("spawn_join")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---- what guard pages cost ---------------------------------------------------
+// Both sides are cos: with Options::guard_pages (cos) and without (baseline),
+// the figures behind the default.
+
+double cos_spawn_join_guarded(long n, bool guard) {
+  return coop::run([n] {
+    auto t0 = Clock::now();
+    for (long i = 0; i < n; ++i) coop::spawn([] {}).join();
+    return seconds_since(t0);
+  }, coop::Options{.guard_pages = guard});
+}
+
+void BM_guard_spawn_join(benchmark::State& state) {
+  for (auto _ : state) {
+    double guarded = cos_spawn_join_guarded(spawn_count, true);
+    double plain = cos_spawn_join_guarded(spawn_count, false);
+    report(state, guarded, plain, spawn_count, 0.9);
+  }
+}
+BENCHMARK(BM_guard_spawn_join)->Name("guard_pages_spawn_join")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// Live tasks: each new task needs a fresh stack (a mapping, and with guard
+// pages an mprotect that splits it in two), so this is the cost of a task
+// that is alive at the same time as many others.
+constexpr long live_count = 10'000;
+
+double cos_live_tasks(long n, bool guard) {
+  return coop::run([n] {
+    auto t0 = Clock::now();
+    for (long i = 0; i < n; ++i) coop::spawn([] { coop::yield(); });
+    while (coop::join()) {
+    }
+    return seconds_since(t0);
+  }, coop::Options{.guard_pages = guard});
+}
+
+void BM_guard_live_tasks(benchmark::State& state) {
+  for (auto _ : state) {
+    double guarded = cos_live_tasks(live_count, true);
+    double plain = cos_live_tasks(live_count, false);
+    state.SetIterationTime(guarded);
+    state.counters["cos_ns"] = guarded * 1e9 / live_count;  // no target: a figure to choose by
+    state.counters["baseline_ns"] = plain * 1e9 / live_count;
+    state.counters["ratio_ns"] = plain / guarded;
+  }
+}
+BENCHMARK(BM_guard_live_tasks)->Name("guard_pages_live_tasks")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

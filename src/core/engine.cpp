@@ -41,6 +41,19 @@ std::size_t round_to_pages(std::size_t n) {
 
 Engine* Engine::current() noexcept { return tls_engine; }
 
+bool Engine::overflow_at(const void* address, std::size_t reach, long long& tid, std::size_t& size) noexcept {
+  const Engine* e = tls_engine;
+  if (!e || !e->current_) return false;
+  const Stack& s = e->current_->stack;
+  if (!s || !s.guard) return false;
+  auto a = reinterpret_cast<std::uintptr_t>(address);
+  auto bottom = reinterpret_cast<std::uintptr_t>(s.bottom());
+  if (a >= bottom || bottom - a > s.guard + reach) return false;
+  tid = e->current_->tid;
+  size = s.size;
+  return true;
+}
+
 Engine& Engine::current_checked(const char* what) {
   if (!tls_engine) {
     throw Error(std::string(what) + " called outside a scheduler (make a coop::Scheduler or use coop::run)");
@@ -59,6 +72,7 @@ Engine::Engine(Options options)
                 " is too small (at least " + std::to_string(min_stack_size) + " bytes)");
   }
   if (tls_engine) throw Error("coop::Scheduler: this thread already has a scheduler");
+  if (options_.guard_pages) overflow_guard_.emplace();
   main_.tid = main_tid;
   main_.state = State::running;
   loop_.tid = scheduler_tid;

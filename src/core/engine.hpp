@@ -21,6 +21,7 @@
 #include <cos/scheduler.hpp>
 
 #include "core/external.hpp"
+#include "core/overflow.hpp"
 #include "core/ring.hpp"
 #include "core/stack_pool.hpp"
 #include "core/task_record.hpp"
@@ -48,6 +49,10 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   static Engine* current() noexcept;
+  // overflow_at() says whether a fault at `address` is in the guard page (or
+  // up to `reach` bytes below it) of the stack of the task running on this
+  // thread, and which task that is. Async-signal-safe: for the fault handler.
+  static bool overflow_at(const void* address, std::size_t reach, long long& tid, std::size_t& size) noexcept;
   static Engine& current_checked(const char* what);  // throws coop::Error outside a scheduler
 
   // Tasks.
@@ -143,6 +148,7 @@ class Engine {
   Options options_;
   std::uint64_t serial_;
   StackPool stacks_;
+  std::optional<OverflowGuard> overflow_guard_;  // with guard pages
   EventSource* events_ = nullptr;
 
   TaskRecord main_;        // tid 1, runs on the thread's own stack
