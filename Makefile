@@ -24,8 +24,10 @@ test: build
 
 # The demo: `cos sweep` runs the oscillator example over a grid of drive
 # frequencies and damping, one worker process per core, and prints a row per
-# point as it finishes (CSV on stdout) and the summary (on stderr).
-demo: build
+# point as it finishes (CSV on stdout) and the summary (on stderr). It builds
+# only what it runs: the tool and the two examples.
+demo: deps configure
+	cmake --build $(BUILD) -j $(JOBS) --target cos_tool oscillator tree
 	$(BUILD)/cos/cos sweep --param omega=0.5:1.5:0.25 --param c=0.1,0.3,1 -- \
 	  $(BUILD)/examples/oscillator --omega {omega} --c {c}
 	$(BUILD)/examples/tree
