@@ -70,7 +70,7 @@ void on_fault(int sig, siginfo_t* info, void* context) {
 
 // Installs on_fault unless it is already the handler (a test framework may
 // have put its own in meanwhile: then that one is the one passed on to).
-void install_handler(int sig, struct sigaction& previous) {
+[[maybe_unused]] void install_handler(int sig, struct sigaction& previous) {
   struct sigaction now {};
   if (::sigaction(sig, nullptr, &now) == 0 && (now.sa_flags & SA_SIGINFO) && now.sa_sigaction == &on_fault) return;
   struct sigaction sa {};
