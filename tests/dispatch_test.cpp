@@ -1,5 +1,5 @@
 // dispatch_test.cpp: dispatch(), its collector Stream, generator jobs,
-// stop(), failures, max_in_flight, local runs and the dispatch figures
+// stop(), retry(), cancel(), failures, max_in_flight, local runs and the dispatch figures
 // (DESIGN.md section 3, PyOPUS's dispatch and IPython parallel's AsyncResult).
 #include <cos/cos.hpp>
 
