@@ -323,7 +323,7 @@ void dispatch_efficiency(benchmark::State& state) {
             coop::dispatch(list);  // warm-up
             list.assign(static_cast<std::size_t>(jobs), coop::job(spin, job_us));
             double cpu0 = cpu_seconds();
-            coop::dispatch(list, coop::DispatchOptions{.stats = &stats});
+            stats = coop::dispatch(list).stats;
             cpu = cpu_seconds() - cpu0;
           },
           coop::Options{.vm = vm});

@@ -111,7 +111,7 @@ void dispatch_efficiency(benchmark::State& state) {
         [&] {
           std::vector<coop::Job<double>> list;
           for (int i = 0; i < jobs; ++i) list.push_back(coop::job(spin, job_us));
-          coop::dispatch(list, coop::DispatchOptions{.stats = &stats});
+          stats = coop::dispatch(list).stats;
         },
         coop::Options{.vm = vm});
     state.SetIterationTime(duration<double>(stats.wall_time()).count());

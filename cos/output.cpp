@@ -13,6 +13,9 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "posix/fd.hpp"
+#include "posix/text.hpp"
+
 #include "csv.hpp"
 #include "params.hpp"
 #include "units.hpp"
@@ -47,12 +50,6 @@ json json_value(const std::string& v) {
   return v;
 }
 
-std::string join(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
-}
-
 bool same_names(std::vector<std::string> a, std::vector<std::string> b) {
   std::sort(a.begin(), a.end());
   std::sort(b.begin(), b.end());
@@ -62,8 +59,8 @@ bool same_names(std::vector<std::string> a, std::vector<std::string> b) {
 [[noreturn]] void other_parameters(const std::string& path, const std::vector<std::string>& theirs,
                                    const std::vector<std::string>& ours) {
   throw UsageError("--resume: " + path + " holds the results of a sweep over other parameters (" +
-                   (theirs.empty() ? std::string("none") : join(theirs)) + "), not of this one (" +
-                   join(ours) + "); give another --out file, or run without --resume to start over");
+                   (theirs.empty() ? std::string("none") : posix::join_names(theirs)) + "), not of this one (" +
+                   posix::join_names(ours) + "); give another --out file, or run without --resume to start over");
 }
 
 std::string read_file(const std::string& path, bool& exists) {
@@ -180,17 +177,7 @@ Previous read_previous_jsonl(const std::string& path, const std::string& text,
 std::string errno_text() { return std::strerror(errno); }
 
 void write_all(int fd, const std::string& data, const std::string& what) {
-  const char* p = data.data();
-  std::size_t left = data.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw std::runtime_error("cannot write to " + what + ": " + errno_text());
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
+  if (!posix::write_all(fd, data)) throw std::runtime_error("cannot write to " + what + ": " + errno_text());
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <set>
 #include <tuple>
 
+#include "posix/text.hpp"
+
 #include "csv.hpp"
 #include "units.hpp"
 #include "usage.hpp"
@@ -60,12 +62,6 @@ std::string format_decimal(double v, int places) {
   }
   if (s == "-0") s = "0";
   return s;
-}
-
-std::string join_names(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
 }
 
 }  // namespace
@@ -319,7 +315,7 @@ CommandTemplate::CommandTemplate(std::vector<std::string> args, const std::vecto
         auto it = std::find(names.begin(), names.end(), name);
         if (it == names.end()) {
           throw UsageError("unknown placeholder {" + name + "} in COMMAND argument " + std::to_string(a + 1) +
-                           " '" + arg + "': the parameters are " + join_names(names) + " (write {{" + name +
+                           " '" + arg + "': the parameters are " + posix::join_names(names) + " (write {{" + name +
                            "}} for a literal {" + name + "})");
         }
         pieces.push_back(Piece{{}, static_cast<int>(it - names.begin())});

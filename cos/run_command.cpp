@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,16 +11,21 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 
 #include <cos/remote.hpp>
+
+#include "posix/fd.hpp"
+#include "posix/text.hpp"
 
 namespace coop::tool {
 namespace {
 
 constexpr std::size_t keep_stdout = std::size_t{1} << 20;
 constexpr std::size_t keep_tail = 4096;
-// Once the group is gone, a process that left it (setsid) may still hold the
-// pipes open: stop reading them after this long.
+// Once the guard is gone, nothing of the point should hold the pipes open
+// (the guard killed its descendants); in case something escaped it anyway,
+// stop reading them after this long.
 constexpr int drain_ms = 300;
 
 struct Pipe {
@@ -34,25 +39,8 @@ Pipe make_pipe() {
   return Pipe{fds[0], fds[1]};
 }
 
-void close_fd(int& fd) {
-  if (fd >= 0) ::close(fd);
-  fd = -1;
-}
-
-int open_pidfd(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
 void write_int(int fd, int value) {
-  ssize_t n;
-  do {
-    n = ::write(fd, &value, sizeof value);
-  } while (n < 0 && errno == EINTR);
+  posix::write_all(fd, std::string_view(reinterpret_cast<const char*>(&value), sizeof value));
 }
 
 // The command itself, after fork: its own process group, default signal
@@ -78,12 +66,66 @@ void write_int(int fd, int value) {
   ::_exit(127);
 }
 
-// The guard, after fork: starts the command, then waits for whichever comes
-// first, the command's exit or the end of its worker (the `life` pipe
-// closes), and kills the command's whole group either way. The group
-// leader is reaped only after the kill, so its id cannot be reused in
-// between. Reports the command's wait status on `status_w`.
+// read_children() lists the children of the calling process, which must have
+// one thread (the guard), into `out` (at most `max`); -1 when /proc cannot
+// tell. Only raw system calls and no allocation: it runs after fork.
+int read_children(pid_t* out, int max) {
+  char path[64] = "/proc/self/task/";
+  std::size_t len = std::strlen(path);
+  char digits[16];
+  int nd = 0;
+  for (pid_t self = ::getpid(); self > 0 && nd < 16; self /= 10) digits[nd++] = static_cast<char>('0' + self % 10);
+  while (nd > 0) path[len++] = digits[--nd];
+  std::memcpy(path + len, "/children", sizeof "/children");
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int n = 0;
+  long value = -1;
+  char buf[512];
+  for (;;) {
+    ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    for (ssize_t i = 0; i < got; ++i) {
+      if (buf[i] >= '0' && buf[i] <= '9') {
+        value = (value < 0 ? 0 : value * 10) + (buf[i] - '0');
+      } else if (value >= 0) {
+        if (n < max) out[n++] = static_cast<pid_t>(value);
+        value = -1;
+      }
+    }
+  }
+  if (value >= 0 && n < max) out[n++] = static_cast<pid_t>(value);
+  ::close(fd);
+  return n;
+}
+
+// kill_descendants() kills and reaps whatever is left below the guard. The
+// guard is a subreaper, so a descendant whose parent died (one that left
+// the point's process group with setsid, say) is its child now; killing its
+// children hands their children to it in turn, until none is left.
+void kill_descendants() {
+  for (;;) {
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    pid_t children[256];
+    int n = read_children(children, 256);
+    if (n <= 0) return;
+    for (int i = 0; i < n; ++i) ::kill(children[i], SIGKILL);
+    while (::waitpid(-1, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+// The guard, after fork: a subreaper for everything the command starts. It
+// starts the command, then waits for whichever comes first, the command's
+// exit or the end of its worker (the `life` pipe closes), and kills the
+// command's whole group and then every remaining descendant either way. The
+// group leader is reaped only after the kill, so its id cannot be reused in
+// between. Reports the command's wait status on `status_w` once nothing of
+// the point is left.
 [[noreturn]] void guard(char* const* argv, int life_r, int status_w, int out_w, int err_w, int exec_w) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   pid_t c = ::fork();
   if (c < 0) {
     write_int(exec_w, -errno);
@@ -98,7 +140,7 @@ void write_int(int fd, int value) {
   ::close(out_w);
   ::close(err_w);
   ::close(exec_w);
-  int pidfd = open_pidfd(c);
+  int pidfd = posix::open_pidfd(c);
   for (;;) {
     struct pollfd fds[2] = {{life_r, POLLIN, 0}, {pidfd, POLLIN, 0}};
     int n = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : 5);
@@ -107,8 +149,7 @@ void write_int(int fd, int value) {
       // The worker is gone: nobody wants this run any more.
       ::kill(-c, SIGKILL);
       ::kill(c, SIGKILL);
-      while (::waitpid(c, nullptr, 0) < 0 && errno == EINTR) {
-      }
+      kill_descendants();
       ::_exit(0);
     }
     siginfo_t info;
@@ -118,6 +159,7 @@ void write_int(int fd, int value) {
       int status = 0;
       while (::waitpid(c, &status, 0) < 0 && errno == EINTR) {
       }
+      kill_descendants();
       write_int(status_w, status);
       ::_exit(0);
     }
@@ -131,16 +173,6 @@ void keep_last(std::string& buf, const char* data, std::size_t n, std::size_t li
 
 std::string tail(const std::string& s, std::size_t n) { return s.size() > n ? s.substr(s.size() - n) : s; }
 
-std::string last_line(const std::string& out) {
-  std::size_t end = out.find_last_not_of(" \t\r\n");
-  if (end == std::string::npos) return {};
-  std::size_t begin = out.rfind('\n', end);
-  begin = begin == std::string::npos ? 0 : begin + 1;
-  std::string line = out.substr(begin, end + 1 - begin);
-  std::size_t first = line.find_first_not_of(" \t");
-  return first == std::string::npos ? std::string() : line.substr(first);
-}
-
 }  // namespace
 
 CommandRun run_command(std::vector<std::string> args) {
@@ -153,8 +185,8 @@ CommandRun run_command(std::vector<std::string> args) {
   Pipe out, err, status, life, exec;
   auto close_all = [&] {
     for (Pipe* p : {&out, &err, &status, &life, &exec}) {
-      close_fd(p->r);
-      close_fd(p->w);
+      posix::close_fd(p->r);
+      posix::close_fd(p->w);
     }
   };
   try {
@@ -182,11 +214,11 @@ CommandRun run_command(std::vector<std::string> args) {
     ::close(exec.r);
     guard(argv.data(), life.r, status.w, out.w, err.w, exec.w);
   }
-  close_fd(out.w);
-  close_fd(err.w);
-  close_fd(status.w);
-  close_fd(life.r);
-  close_fd(exec.w);
+  posix::close_fd(out.w);
+  posix::close_fd(err.w);
+  posix::close_fd(status.w);
+  posix::close_fd(life.r);
+  posix::close_fd(exec.w);
 
   std::string stdout_buf, stderr_buf;
   int wait_status = 0;
@@ -214,7 +246,7 @@ CommandRun run_command(std::vector<std::string> args) {
       ssize_t got = ::read(fd, buf, sizeof buf);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) {
-        close_fd(fd);
+        posix::close_fd(fd);
         continue;
       }
       if (i == 0)
@@ -232,29 +264,29 @@ CommandRun run_command(std::vector<std::string> args) {
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started)
                 .count();
       } else if (got == 0 || (got < 0 && errno != EINTR)) {
-        close_fd(status.r);
+        posix::close_fd(status.r);
         guard_done = true;
         drain_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms);
       }
     }
   }
-  close_fd(out.r);
-  close_fd(err.r);
-  close_fd(status.r);
-  close_fd(life.w);
+  posix::close_fd(out.r);
+  posix::close_fd(err.r);
+  posix::close_fd(status.r);
+  posix::close_fd(life.w);
   while (::waitpid(g, nullptr, 0) < 0 && errno == EINTR) {
   }
   int exec_errno = 0;
   bool exec_failed =
       ::read(exec.r, &exec_errno, sizeof exec_errno) == static_cast<ssize_t>(sizeof exec_errno);
-  close_fd(exec.r);
+  posix::close_fd(exec.r);
   if (run.run_ns == 0) {
     run.run_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started)
             .count();
   }
 
-  run.last_line = last_line(stdout_buf);
+  run.last_line = posix::last_line(stdout_buf);
   run.stdout_tail = tail(stdout_buf, keep_tail);
   run.stderr_tail = tail(stderr_buf, keep_tail);
   if (exec_failed) {

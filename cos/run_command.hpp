@@ -30,13 +30,16 @@ struct CommandRun {
 
 // run_command(argv) runs argv[0] (searched in PATH) with stdin from
 // /dev/null and its stdout and stderr captured, waits for it and reports how
-// it ended. Registered with COS_REMOTE: the sweep runs it on ProcessVM slots.
+// it ended. Registered with COS_REMOTE: the sweep runs it on the slots of its VM.
 //
 // The command runs in a process group of its own under a small guard
-// process. When the command exits, the guard kills what is left of its group
-// (background children included); when the slot's worker dies (killed for a
-// timeout, Ctrl-C, or with the whole tool), the guard sees its pipe close and
-// kills the whole group at once. So a point never leaves a process behind.
+// process, the subreaper of everything the command starts. When the command
+// exits, the guard kills what is left of its group (background children
+// included) and then every other descendant (those that left the group with
+// setsid come to the guard when their parent dies); when the slot's worker
+// dies (killed for a timeout, Ctrl-C, or with the whole tool), the guard sees
+// its pipe close and does the same at once. So a point never leaves a
+// process behind, and the program that runs the sweep needs to reap nothing.
 // Blocks the calling thread until the command and its group are gone.
 CommandRun run_command(std::vector<std::string> argv);
 

@@ -1,5 +1,5 @@
 // sweep.hpp: `cos sweep`, a command run over a grid of parameters on the
-// worker processes of a ProcessVM.
+// slots of a VM (worker processes by default).
 #pragma once
 
 #include <optional>

@@ -97,20 +97,4 @@ std::string canonical_value(std::string_view value) {
   return std::string(buf, end);
 }
 
-std::string format_seconds(double seconds) {
-  char buf[64];
-  if (seconds < 1) {
-    std::snprintf(buf, sizeof buf, "%.0f ms", seconds * 1e3);
-  } else if (seconds < 60) {
-    std::snprintf(buf, sizeof buf, "%.2f s", seconds);
-  } else if (seconds < 3600) {
-    long s = std::lround(seconds);
-    std::snprintf(buf, sizeof buf, "%ld min %02ld s", s / 60, s % 60);
-  } else {
-    long s = std::lround(seconds);
-    std::snprintf(buf, sizeof buf, "%ld h %02ld min", s / 3600, (s % 3600) / 60);
-  }
-  return buf;
-}
-
 }  // namespace coop::tool

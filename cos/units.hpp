@@ -27,7 +27,4 @@ std::string canonical_value(std::string_view value);
 // finite).
 bool is_number(std::string_view text, double* value = nullptr);
 
-// format_seconds() writes a duration for people: "850 ms", "12.3 s", "4 min 05 s".
-std::string format_seconds(double seconds);
-
 }  // namespace coop::tool

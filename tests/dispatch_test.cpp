@@ -1,5 +1,5 @@
 // dispatch_test.cpp: dispatch(), its collector Stream, generator jobs,
-// stop(), failures, max_in_flight, local runs and the dispatch figures
+// stop(), retry(), cancel(), failures, max_in_flight, local runs and the dispatch figures
 // (DESIGN.md section 3, PyOPUS's dispatch and IPython parallel's AsyncResult).
 #include <cos/cos.hpp>
 
@@ -89,6 +89,19 @@ int square(int x) { return x * x; }
 COS_REMOTE(square);
 
 int unregistered_twice(int x) { return 2 * x; }
+
+// flaky(fails) fails its first `fails` calls (counted across calls), then
+// returns how many calls there were.
+std::atomic<int> flaky_calls{0};
+int flaky(int fails) {
+  int n = ++flaky_calls;
+  if (n <= fails) throw std::runtime_error("flaky call " + std::to_string(n));
+  return n;
+}
+COS_REMOTE(flaky);
+
+// The backends of the tests that run with and without a VM.
+coop::Options maybe_threads(int n) { return n > 0 ? threads(n) : coop::Options{}; }
 
 std::vector<coop::Job<int>> paced_jobs(const std::vector<int>& times) {
   std::vector<coop::Job<int>> jobs;
@@ -547,6 +560,156 @@ TEST_CASE("dispatch: stop() during a job list delivers every started job and sta
   CHECK(static_cast<std::size_t>(began) == stats.submitted);
 }
 
+TEST_CASE("dispatch: the collector sees each result before the next job starts, so stop() ends a generator") {
+  int n = GENERATE(0, 2);  // no VM (jobs run locally, at once), and a ThreadVM
+  int made = 0;
+  int seen = 0;
+  coop::run(
+      [&] {
+        auto forever = [&made]() -> std::optional<coop::Job<int>> { return coop::job(square, made++); };
+        auto none = coop::dispatch(forever, [&](coop::Stream<int>& results) {
+          for (auto& r : results) {
+            CHECK(r.value.get() == static_cast<int>(r.index * r.index));
+            if (++seen == 3) results.stop();
+          }
+        });
+        CHECK(none.stats.finished);
+        CHECK(none.stats.done == static_cast<std::size_t>(made));
+      },
+      maybe_threads(n));
+  INFO("jobs started: " << made);
+  CHECK(seen >= 3);
+  CHECK(made < 10);
+}
+
+// ---- retry() and cancel() ------------------------------------------------------
+
+TEST_CASE("dispatch: retry() runs a failed job again; its result arrives with the next attempt") {
+  int n = GENERATE(0, 2);
+  flaky_calls = 0;
+  std::vector<std::pair<int, bool>> attempts;  // of the flaky job: attempt, ok
+  int value = 0;
+  coop::DispatchStats stats;
+  coop::run(
+      [&] {
+        std::vector<coop::Job<int>> jobs;
+        jobs.push_back(coop::job(square, 3));
+        jobs.push_back(coop::job(flaky, 2));  // fails twice, the last job of the list
+        stats = coop::dispatch(jobs, [&](coop::Stream<int>& results) {
+                  for (auto& r : results) {
+                    if (r.index == 0) {
+                      CHECK(r.value.get() == 9);
+                      CHECK(r.attempt == 1);
+                      continue;
+                    }
+                    attempts.emplace_back(r.attempt, r.value.ok());
+                    if (!r.value.ok()) {
+                      CHECK_THROWS_WITH(r.value.get(), Contains("flaky call"));
+                      CHECK(results.retry(r));
+                      CHECK_FALSE(results.retry(r));  // once per result
+                    } else {
+                      value = r.value.get();
+                    }
+                  }
+                  CHECK_THROWS_AS(results.retry(coop::Result<int>{}), coop::Error);  // nothing held now
+                }).stats;
+      },
+      maybe_threads(n));
+  CHECK(attempts == std::vector<std::pair<int, bool>>{{1, false}, {2, false}, {3, true}});
+  CHECK(value == 3);
+  CHECK(flaky_calls == 3);
+  CHECK(stats.submitted == 4);
+  CHECK(stats.done == 4);
+  CHECK(stats.retried == 2);
+  CHECK(stats.failed == 2);
+  CHECK(stats.progress() == Approx(1.0));
+}
+
+TEST_CASE("dispatch: the dispatch waits for a busy collector that may still retry the last result") {
+  flaky_calls = 0;
+  std::vector<int> attempts;
+  coop::run(
+      [&] {
+        std::vector<coop::Job<int>> jobs;
+        jobs.push_back(coop::job(flaky, 1));
+        auto kept = coop::dispatch(
+            jobs,
+            [&](coop::Stream<int>& results) {
+              for (auto& r : results) {
+                attempts.push_back(r.attempt);
+                coop::sleep_for(20ms);  // busy: not back in the stream when the job list ends
+                if (!r.value.ok()) results.retry(r);
+              }
+            },
+            coop::DispatchOptions{.keep_results = true});
+        CHECK(kept == std::vector<int>{2});  // the final result is the one kept
+      },
+      threads(2));
+  CHECK(attempts == std::vector<int>{1, 2});
+}
+
+TEST_CASE("dispatch: retry() after stop() still runs the job again") {
+  flaky_calls = 0;
+  std::vector<int> attempts;
+  coop::run(
+      [&] {
+        int made = 0;
+        auto forever = [&made]() -> std::optional<coop::Job<int>> {
+          ++made;
+          return coop::job(flaky, 1);
+        };
+        coop::dispatch(
+            forever,
+            [&](coop::Stream<int>& results) {
+              for (auto& r : results) {
+                attempts.push_back(r.attempt);
+                results.stop();
+                if (!r.value.ok()) CHECK(results.retry(r));
+              }
+            },
+            coop::DispatchOptions{.max_in_flight = 1});
+        CHECK(made == 1);
+      },
+      threads(2));
+  CHECK(attempts == std::vector<int>{1, 2});
+}
+
+TEST_CASE("dispatch: cancel() from another task cancels every running job, and the dispatch ends at once") {
+  reset_counters();
+  int cancelled = 0;
+  int other = 0;
+  double took_ms = 0;
+  coop::run(
+      [&] {
+        auto start = coop::clock::now();
+        auto got = coop::dispatch(paced_jobs(std::vector<int>(10, 800)), [&](coop::Stream<int>& results) {
+          // A ticker, not the collector and not the jobs' parent, cancels.
+          auto ticker = coop::spawn([&results] {
+            coop::sleep_for(50ms);
+            results.cancel();
+          });
+          for (auto& r : results) {
+            try {
+              r.value.get();
+              ++other;
+            } catch (const coop::Cancelled&) {
+              ++cancelled;
+            }
+            CHECK_FALSE(results.retry(r));  // a cancelled dispatch runs nothing more
+          }
+          ticker.join();
+          CHECK(results.cancelled());
+        });
+        took_ms = ms(coop::clock::now() - start);
+        CHECK(got.stats.submitted == 3);
+        CHECK(got.stats.done == 3);
+      },
+      threads(3));
+  CHECK(cancelled == 3);
+  CHECK(other == 0);
+  CHECK(took_ms < 400);
+}
+
 // ---- how many at once ----------------------------------------------------------
 
 TEST_CASE("dispatch: by default one job per slot at a time") {
@@ -707,19 +870,20 @@ TEST_CASE("dispatch: stats of a job list know the total and end at progress 1") 
 TEST_CASE("dispatch: sleeping jobs on two or more slots give a speedup over 1.5") {
   int n = GENERATE(2, 4);
   coop::DispatchStats stats;
-  coop::run([&] { coop::dispatch(paced_jobs(std::vector<int>(8, 40)), coop::DispatchOptions{.stats = &stats}); },
-            threads(n));
+  coop::run([&] { stats = coop::dispatch(paced_jobs(std::vector<int>(8, 40))).stats; }, threads(n));
   INFO("serial " << ms(stats.serial_time) << " ms, wall " << ms(stats.wall_time()) << " ms");
   CHECK(stats.speedup() > 1.5);
   CHECK(stats.speedup() < n + 0.5);
 }
 
-TEST_CASE("dispatch: DispatchOptions::stats is filled when the dispatch ends") {
+TEST_CASE("dispatch: the returned value holds the figures of the dispatch in its stats") {
   coop::DispatchStats stats;
   coop::run(
       [&] {
-        auto got = coop::dispatch(paced_jobs({10, 10, 10}), coop::DispatchOptions{.stats = &stats});
+        auto got = coop::dispatch(paced_jobs({10, 10, 10}));
         CHECK(got.size() == 3);
+        CHECK(got == std::vector<int>{0, 1, 2});
+        stats = got.stats;
       },
       threads(2));
   CHECK(stats.finished);
@@ -737,7 +901,8 @@ TEST_CASE("dispatch: stats count failed jobs") {
       [&] {
         std::vector<coop::Job<int>> jobs;
         for (int i = 0; i < 4; ++i) jobs.push_back(coop::job(step, i, 1, i % 2 == 1));
-        CHECK_THROWS_AS(coop::dispatch(jobs, coop::DispatchOptions{.stats = &stats}), coop::RemoteError);
+        stats = coop::dispatch(jobs, coop::DispatchOptions{.keep_results = false}).stats;
+        CHECK_THROWS_AS(coop::dispatch(jobs), coop::RemoteError);
       },
       threads(2));
   CHECK(stats.done == 4);

@@ -9,6 +9,7 @@
 #include <cos/join.hpp>
 #include <cos/outcome.hpp>
 #include <cos/process_vm.hpp>
+#include <cos/progress.hpp>
 #include <cos/remote.hpp>
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>

@@ -2,6 +2,7 @@
 // results into a collector, as PyOPUS's dispatch() does.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <iterator>
@@ -17,6 +18,7 @@
 #include <cos/job.hpp>
 #include <cos/join.hpp>
 #include <cos/outcome.hpp>
+#include <cos/progress.hpp>
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>
 #include <cos/stream.hpp>
@@ -27,9 +29,23 @@ struct DispatchOptions {
   bool remote = true;                  // run jobs on the VM's slots (locally without a VM)
   std::optional<bool> keep_results{};  // return the values in job order (default: when there is no collector)
   int max_in_flight = 0;               // 0: one per slot of the VM (one at a time without a VM)
-  bool progress = false;               // a progress line on stderr, when it is a terminal
+  bool progress = false;               // a coop::ProgressBar on stderr, when it is a terminal
   Spawn spawn{};                       // options of every job's spawn (host, priority, timeout, retries)
-  DispatchStats* stats = nullptr;      // where to leave the figures when the dispatch ends
+};
+
+// Dispatched<R> is what dispatch() returns: the values in job order (a
+// std::vector<R>, empty unless results are kept) and the dispatch's figures.
+//
+// Example:
+//   auto v = coop::dispatch(jobs);  // v[0], v.size(), v == std::vector<double>{...}
+//   double s = v.stats.speedup();
+template <class R> struct Dispatched : std::vector<R> {
+  Dispatched() = default;
+  Dispatched(std::vector<R> values, DispatchStats s) : std::vector<R>(std::move(values)), stats(std::move(s)) {}
+  DispatchStats stats{};
+};
+template <> struct Dispatched<void> {
+  DispatchStats stats{};
 };
 
 namespace detail {
@@ -85,82 +101,123 @@ template <class Jobs, class R> class JobSource {
   std::optional<std::size_t> total_;
 };
 
-// ProgressLine draws "done/total" on stderr when it is a terminal.
-class COS_API ProgressLine {
- public:
-  explicit ProgressLine(bool wanted);
-  void update(const DispatchStats& s, std::size_t running);
-  void finish(const DispatchStats& s);
-
- private:
-  bool on_;
-  clock::time_point last_{};
-};
-
 COS_API int default_in_flight(bool remote);
 
-// Dispatcher runs one dispatch in the calling task.
+// Dispatcher runs one dispatch in the calling task, the parent of every job.
+//
+// It waits in one of two places: in coop::join over the running jobs, or,
+// with nothing in flight, in the stream's idle_ waiter until the collector is
+// back in the stream (it may still retry the result it holds). What the
+// collector or another task asks from outside (retry, cancel) must wake it
+// from its join: a local helper child, parked on the stream's helper_
+// waiter, is among the tids it joins, and ends when told to. It is spawned
+// once, and again only after it woke the dispatcher, so a job costs nothing
+// extra and nothing polls.
 template <class R> class Dispatcher {
  public:
   Dispatcher(const DispatchOptions& opt, bool keep, bool streaming)
-      : opt_(opt), keep_(keep), streaming_(streaming), progress_(opt.progress) {}
+      : opt_(opt), keep_(keep), streaming_(streaming) {}
 
-  template <class Source> void run(Source& source, Stream<R>& stream, const Task<void>* collector) {
+  template <class Source> void run(Source& source, Stream<R>& stream) {
     DispatchStats& st = stream.stats_;
     st.total = source.total();
-    int max = opt_.max_in_flight > 0 ? opt_.max_in_flight : default_in_flight(opt_.remote);
+    if (opt_.progress && ProgressBar::stderr_is_terminal()) bar_.emplace(true, st.total);
+    std::size_t max = static_cast<std::size_t>(opt_.max_in_flight > 0 ? opt_.max_in_flight
+                                                                      : default_in_flight(opt_.remote));
     bool exhausted = false;
-    std::exception_ptr error;  // a job that could not start: the rest still arrive
+    bool broken = false;       // a job could not start: start nothing more
+    std::exception_ptr error;  // and rethrow it once the started jobs have arrived
     for (;;) {
-      while (!exhausted && !stream.stopped() && !(collector && collector->done()) &&
-             static_cast<int>(in_flight_.size()) < max) {
+      if (stream.cancelled_) cancel_running();
+      while (!broken && !stream.collector_returned_ && in_flight_.size() < max) {
         try {
+          if (!stream.reruns_.empty()) {
+            auto rerun = std::move(stream.reruns_.front());
+            stream.reruns_.pop_front();
+            start(std::move(rerun.job), rerun.index, rerun.attempt, st);
+            continue;
+          }
+          if (exhausted || stream.stopped()) break;
           std::optional<Job<R>> j = source.next();
           if (!j) {
             exhausted = true;
             break;
           }
-          start(std::move(*j), st);
+          start(std::move(*j), next_index_++, 1, st);
         } catch (...) {
           error = std::current_exception();
-          exhausted = true;
+          broken = true;
         }
       }
-      if (in_flight_.empty()) break;
+      if (stream.cancelled_) cancel_running();
+      if (in_flight_.empty()) {
+        if (!streaming_ || stream.collector_idle() || broken) break;
+        stream.idle_.wait();  // the collector may still retry what it holds
+        continue;
+      }
       collect(stream, st);
-      progress_.update(st, in_flight_.size());
     }
     st.finished = true;
-    progress_.finish(st);
-    if (opt_.stats) *opt_.stats = st;
+    if (bar_) bar_->finish();
+    if (helper_) {
+      stream.helper_.notify();
+      coop::join({*helper_});
+    }
     if (error) std::rethrow_exception(error);
   }
 
   std::vector<std::optional<Outcome<R>>>& kept() { return kept_; }
   static void close(Stream<R>& stream) { stream.close(); }
+  static void collector_returned(Stream<R>& stream) { stream.collector_returned(); }
 
  private:
   struct Running {
     std::size_t index;
-    std::unique_ptr<Timing> local_timing;
+    int attempt;
+    std::optional<Job<R>> job;  // kept for a retry while a collector may ask for one
+    Task<R> task;
+    std::unique_ptr<Timing> local_timing;  // a local run writes its times here
+    bool cancelled = false;
   };
 
-  void start(Job<R>&& j, DispatchStats& st) {
+  void start(Job<R>&& j, std::size_t index, int attempt, DispatchStats& st) {
     Spawn s = opt_.spawn;
     s.remote = opt_.remote;
     s.block = true;
     auto timing = std::make_unique<Timing>();
     timing->submitted = clock::now();
     if (st.submitted == 0) st.first_submitted = timing->submitted;
-    std::size_t index = st.submitted;
-    Task<R> t = j.start(s, timing.get());
+    Task<R> t = JobAccess::start(j, s, timing.get());
     ++st.submitted;
-    tids_.push_back(t.tid());
-    in_flight_.emplace(t.tid(), Running{index, std::move(timing)});
+    Tid tid = t.tid();
+    tids_.push_back(tid);
+    std::optional<Job<R>> kept_job;
+    if (streaming_) kept_job.emplace(std::move(j));
+    in_flight_.emplace(tid, Running{index, attempt, std::move(kept_job), std::move(t), std::move(timing)});
+  }
+
+  // cancel_running() cancels every remote job in flight (a local one runs on).
+  void cancel_running() {
+    for (auto& [tid, running] : in_flight_) {
+      if (running.cancelled || !running.task.remote()) continue;
+      running.cancelled = true;
+      running.task.cancel();
+    }
   }
 
   void collect(Stream<R>& stream, DispatchStats& st) {
+    if (streaming_ && !helper_) {
+      helper_ = coop::spawn([&stream] { stream.helper_.wait(); }).tid();
+      tids_.push_back(*helper_);
+    }
+    stream.joining_ = true;
     std::optional<Joined> joined = coop::join(tids_, Wait::block);
+    stream.joining_ = false;
+    if (joined->tid == helper_) {  // woken from outside: the loop sees why
+      std::erase(tids_, *helper_);
+      helper_.reset();
+      return;
+    }
     auto it = in_flight_.find(joined->tid);
     Running running = std::move(it->second);
     in_flight_.erase(it);
@@ -168,6 +225,7 @@ template <class R> class Dispatcher {
 
     Result<R> r;
     r.index = running.index;
+    r.attempt = running.attempt;
     r.host = joined->host;
     r.output = std::move(joined->output);
     if (joined->host) {
@@ -193,18 +251,31 @@ template <class R> class Dispatcher {
     if (keep_ && kept_.size() <= r.index) kept_.resize(r.index + 1);
     if (!streaming_) {  // no collector reads the stream
       if (keep_) kept_[r.index] = std::move(r.value);
+      show_progress(st);
       return;
     }
     if constexpr (std::is_copy_constructible_v<Outcome<R>>) {
       if (keep_) kept_[r.index] = r.value;
     }
-    stream.push(std::move(r));
+    // A collector waiting for this result sees it before the next job starts.
+    bool collector_waits = stream.waiter_.waiting();
+    stream.push(std::move(r), std::move(running.job));
+    show_progress(st);
+    if (collector_waits) coop::yield();
+  }
+
+  void show_progress(const DispatchStats& st) {
+    if (!bar_) return;
+    std::size_t failed = st.failed - std::min(st.failed, st.retried);
+    bar_->update(st.done - st.failed, failed, in_flight_.size());
   }
 
   DispatchOptions opt_;
   bool keep_;
   bool streaming_;
-  ProgressLine progress_;
+  std::optional<ProgressBar> bar_;
+  std::size_t next_index_ = 0;
+  std::optional<Tid> helper_;
   std::vector<Tid> tids_;
   std::unordered_map<Tid, Running> in_flight_;
   std::vector<std::optional<Outcome<R>>> kept_;
@@ -220,7 +291,7 @@ template <class R> std::vector<R> to_values(std::vector<std::optional<Outcome<R>
 }
 
 template <class R, class Jobs, class Collector>
-auto run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions& opt) {
+Dispatched<R> run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions& opt) {
   bool keep = opt.keep_results.value_or(collect == nullptr);
   if constexpr (!std::is_copy_constructible_v<Outcome<R>>) {
     if (keep && collect) {
@@ -234,22 +305,29 @@ auto run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions& opt) {
   std::exception_ptr error;
   if (collect) {
     // The collector is a local child: it runs until it waits for the first result.
-    Task<void> collector = coop::spawn([&stream, collect] { (*collect)(stream); });
+    Task<void> collector = coop::spawn([&stream, collect] {
+      struct Returned {
+        Stream<R>& s;
+        ~Returned() { Dispatcher<R>::collector_returned(s); }
+      } returned{stream};
+      (*collect)(stream);
+    });
     try {
-      d.run(source, stream, &collector);
+      d.run(source, stream);
     } catch (...) {
       error = std::current_exception();
     }
     Dispatcher<R>::close(stream);
     collector.join();  // rethrows what the collector threw
   } else {
-    d.run(source, stream, nullptr);
+    d.run(source, stream);
   }
   if (error) std::rethrow_exception(error);
   if constexpr (std::is_void_v<R>) {
     for (auto& o : d.kept()) o->get();
+    return Dispatched<void>{stream.stats()};
   } else {
-    return to_values<R>(d.kept());
+    return Dispatched<R>(to_values<R>(d.kept()), stream.stats());
   }
 }
 
@@ -261,8 +339,9 @@ auto run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions& opt) {
 // results in completion order; the code after its loop is the post-processing
 // step. `jobs` is a range of Job<R> or a callable returning
 // std::optional<Job<R>> (an open-ended generator; nullopt ends it).
-// Returns the values in job order when options.keep_results (then the first
-// failed job rethrows after all have ended); otherwise an empty vector.
+// Returns a Dispatched<R>: the values in job order when options.keep_results
+// (then the first failed job rethrows after all have ended), otherwise an
+// empty vector, and the dispatch's figures in its `stats`.
 // Yields; only tasks of a scheduler may call it. What the collector throws is
 // rethrown once the jobs already started have ended.
 template <class Jobs, class Collector>
@@ -274,8 +353,8 @@ auto dispatch(Jobs&& jobs, Collector&& collect, DispatchOptions options = {}) {
   return detail::run_dispatch<R>(jobs, &collector, options);
 }
 
-// dispatch(jobs, options) runs every job and returns the values in job order;
-// a failed job's exception is rethrown (the first in job order) after every
+// dispatch(jobs, options) runs every job and returns the values in job order
+// with the dispatch's figures (Dispatched<R>); a failed job's exception is rethrown (the first in job order) after every
 // job has ended.
 template <class Jobs> auto dispatch(Jobs&& jobs, DispatchOptions options = {}) {
   using R = detail::dispatch_result_t<std::remove_cvref_t<Jobs>>;

@@ -15,12 +15,33 @@
 
 namespace coop {
 
+template <class R> class Job;
+
+namespace detail {
+template <class R> class Dispatcher;
+
+// JobAccess is the one door into a Job: job() builds one, the dispatcher
+// starts it.
+struct JobAccess {
+  template <class R, class Start> static Job<R> make(Start&& start) { return Job<R>(std::forward<Start>(start)); }
+  template <class R> static Task<R> start(const Job<R>& j, const Spawn& opt, Timing* timing) {
+    return j.start_(opt, timing);
+  }
+};
+}  // namespace detail
+
 // Job<R> is a function and its arguments, started by dispatch() as a remote
-// task (or a local one without a VM). coop::job(f, args...) makes one.
-template <class R> struct Job {
-  // start() spawns the job as a child of the calling task; for a local run
-  // it records when the job started and completed in *timing.
-  std::function<Task<R>(const Spawn&, Timing* timing)> start;
+// task (or a local one without a VM). coop::job(f, args...) makes one; it is
+// copyable, and a dispatch may start the same job again (Stream::retry).
+template <class R> class Job {
+ private:
+  friend struct detail::JobAccess;
+  // start_ spawns the job as a child of the calling task; a local run records
+  // when it started and completed in *timing (the scheduler does not time
+  // microthreads), which the dispatcher keeps alive until the run ends.
+  using Start = std::function<Task<R>(const Spawn&, Timing*)>;
+  explicit Job(Start start) : start_(std::move(start)) {}
+  Start start_;
 };
 
 // job(f, args...) makes a Job of the function f (registered with COS_REMOTE
@@ -33,12 +54,12 @@ template <class F, class... A> auto job(F f, A&&... args) {
   using Args = typename T::args;
   static_assert(std::is_constructible_v<Args, A&&...>,
                 "coop::job: the arguments do not match the function's parameters");
-  auto args_ptr = std::make_shared<Args>(std::forward<A>(args)...);
-  return Job<R>{[f, args_ptr](const Spawn& opt, Timing* timing) -> Task<R> {
+  auto args_ptr = std::make_shared<const Args>(std::forward<A>(args)...);
+  return detail::JobAccess::make<R>([f, args_ptr](const Spawn& opt, Timing* timing) -> Task<R> {
+    // Each start copies the arguments, so that the job can start again.
     if (opt.remote && detail::has_vm()) {
-      return std::apply([&](auto&... a) { return coop::spawn(opt, f, std::move(a)...); }, *args_ptr);
+      return std::apply([&](const auto&... a) { return coop::spawn(opt, f, a...); }, *args_ptr);
     }
-    // A local run times itself: the scheduler does not time microthreads.
     return coop::spawn(
         [f, timing](Args a) -> R {
           timing->started = clock::now();
@@ -48,8 +69,8 @@ template <class F, class... A> auto job(F f, A&&... args) {
           } stamp{timing};
           return std::apply(f, std::move(a));
         },
-        std::move(*args_ptr));
-  }};
+        Args(*args_ptr));
+  });
 }
 
 }  // namespace coop
