@@ -1,5 +1,7 @@
 // ProcessVM through the VM interface (start / receive / cancel / finalize),
 // with the worker processes that it starts from this same test program.
+// What a ProcessVM does through the scheduler (coop::spawn, coop::dispatch)
+// is tested with every other backend in the backends_*_test.cpp files.
 #include <cos/cos.hpp>
 
 #include <dirent.h>
@@ -115,14 +117,6 @@ void send_garbage(int what) {
   std::this_thread::sleep_for(10s);
 }
 COS_REMOTE(send_garbage);
-
-// crash_once() dies the first time it runs for `path` and returns 7 after.
-int crash_once(std::string path) {
-  if (std::ifstream(path)) return 7;
-  std::ofstream(path) << "crashed\n";
-  std::_Exit(3);
-}
-COS_REMOTE(crash_once);
 
 template <class... A> coop::Call call(const char* fn, A... args) {
   return coop::Call{fn, coop::detail::to_bytes(std::tuple<A...>(args...))};
@@ -631,89 +625,4 @@ TEST_CASE("process vm: frames reject corrupt and oversized input") {
     CHECK_THROWS_AS(decode_call(encode_call(1, c) + "x", task, back), FrameError);
     CHECK_THROWS_AS(decode_hello("abc"), FrameError);
   }
-}
-
-// ---- through the scheduler: coop::spawn and coop::dispatch on a ProcessVM ----
-
-namespace {
-
-coop::Options processes(int n) { return coop::Options{.vm = std::make_shared<coop::ProcessVM>(n)}; }
-
-}  // namespace
-
-TEST_CASE("process vm + scheduler: remote spawns return values and rethrow errors with their host") {
-  int n = GENERATE(1, 2, 4);
-  coop::run(
-      [] {
-        CHECK(coop::spawn(coop::Spawn{.remote = true}, square, 12).join() == 144);
-        CHECK(coop::spawn(coop::Spawn{.remote = true}, my_pid).join() != ::getpid());
-        auto t = coop::spawn(coop::Spawn{.remote = true}, fail, std::string("no good"));
-        try {
-          t.join();
-          FAIL("no exception");
-        } catch (const coop::RemoteError& e) {
-          CHECK(e.type() == "std::invalid_argument");
-          CHECK(e.message() == "no good");
-          CHECK(e.host() == coop::Scheduler::current().vm()->hosts()[0]);
-        }
-      },
-      processes(n));
-  CHECK(no_children());
-}
-
-TEST_CASE("process vm + scheduler: a crash gives coop::WorkerLost, or a new attempt with retries") {
-  int n = GENERATE(1, 2, 4);
-  std::string path = "/tmp/cos_process_vm_once_" + std::to_string(::getpid()) + "_" + std::to_string(n);
-  std::remove(path.c_str());
-  coop::run(
-      [&] {
-        auto lost = coop::spawn(coop::Spawn{.remote = true}, crash, std::string("segv"));
-        CHECK_THROWS_WITH(lost.join(), Catch::Contains("SIGSEGV"));
-        auto again = coop::spawn(coop::Spawn{.remote = true, .retries = 1}, crash_once, path);
-        CHECK(again.join() == 7);
-        CHECK(coop::Scheduler::current().free_slots() == n);
-      },
-      processes(n));
-  std::remove(path.c_str());
-  CHECK(no_children());
-}
-
-TEST_CASE("process vm + scheduler: a timeout comes back well under a second past the limit, the slot restored") {
-  int n = GENERATE(1, 2, 4);
-  coop::run(
-      [n] {
-        std::vector<coop::Task<int>> others;
-        for (int i = 1; i < n; ++i) others.push_back(coop::spawn(coop::Spawn{.remote = true}, slow_square, i, 300));
-        auto t0 = coop::clock::now();
-        auto t = coop::spawn(coop::Spawn{.remote = true, .timeout = 100ms}, slow_square, 3, 10000);
-        CHECK_THROWS_AS(t.join(), coop::Timeout);
-        auto late = coop::clock::now() - t0 - 100ms;
-        CHECK(late < 500ms);
-        for (std::size_t i = 0; i < others.size(); ++i) {
-          CHECK(others[i].join() == static_cast<int>((i + 1) * (i + 1)));
-        }
-        auto deadline = coop::clock::now() + 2s;
-        while (coop::Scheduler::current().free_slots() < n && coop::clock::now() < deadline) {
-          coop::sleep_for(5ms);
-        }
-        CHECK(coop::Scheduler::current().free_slots() == n);
-        CHECK(coop::spawn(coop::Spawn{.remote = true}, square, 4).join() == 16);
-      },
-      processes(n));
-  CHECK(no_children());
-}
-
-TEST_CASE("process vm + scheduler: dispatch of hundreds of jobs keeps job order") {
-  int n = GENERATE(1, 2, 4);
-  std::vector<int> got;
-  coop::run(
-      [&] {
-        std::vector<coop::Job<int>> jobs;
-        for (int i = 0; i < 300; ++i) jobs.push_back(coop::job(square, i));
-        got = coop::dispatch(jobs);
-      },
-      processes(n));
-  REQUIRE(got.size() == 300);
-  for (int i = 0; i < 300; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
-  CHECK(no_children());
 }

@@ -5,14 +5,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include <cos/process_vm.hpp>
+#include <cos/thread_vm.hpp>
 
 namespace cos_test {
 
@@ -109,6 +115,25 @@ template <class Fn> ChildResult in_child(Fn&& fn) {
     r.code = WTERMSIG(status);
   }
   return r;
+}
+
+// make_vm(backend, ...) makes the VM that a test GENERATEs over by name:
+// "thread" is a ThreadVM, "process" a ProcessVM (whose test program must call
+// coop::init first in main, see process_main.cpp).
+template <class Slots> std::shared_ptr<coop::VM> make_vm(const std::string& backend, const Slots& slots) {
+  if (backend == "thread") return std::make_shared<coop::ThreadVM>(slots);
+  if (backend == "process") return std::make_shared<coop::ProcessVM>(slots);
+  throw std::invalid_argument("make_vm: unknown backend '" + backend + "'");
+}
+inline std::shared_ptr<coop::VM> make_vm(const std::string& backend, const std::map<std::string, int>& slots) {
+  return make_vm<std::map<std::string, int>>(backend, slots);
+}
+
+// no_children() says whether this process has no child process left (live
+// or unreaped): a finalized VM must leave none behind.
+inline bool no_children() {
+  int status = 0;
+  return ::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD;
 }
 
 }  // namespace cos_test
