@@ -25,7 +25,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "detail/frame.hpp"
+#include "backends/process/frame.hpp"
 
 using namespace std::chrono_literals;
 using coop::Message;

@@ -190,7 +190,7 @@ void Engine::on_message(Message&& m) {
                                 "coop: cannot decode the result of " + describe(rec->tid, job.call) + ": " +
                                 e.what())));
         }
-      } else if (m.error_type == "coop::NotRegistered") {
+      } else if (m.failure == Message::Failure::not_registered) {
         remote_ended(rec, std::make_exception_ptr(NotRegistered(m.payload)));
       } else {
         remote_ended(rec, std::make_exception_ptr(RemoteError(m.error_type, m.payload, m.host)));

@@ -5,7 +5,7 @@
 #include <cos/errors.hpp>
 #include <cos/remote.hpp>
 
-#include "detail/host_name.hpp"
+#include "backends/host_name.hpp"
 
 namespace coop {
 
