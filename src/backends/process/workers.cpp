@@ -26,14 +26,6 @@
 extern char** environ;
 
 namespace coop {
-namespace detail::process {
-
-std::chrono::nanoseconds start_timeout_from_env() {
-  return seconds_from_env("COS_WORKER_START_TIMEOUT", default_start_timeout, "coop::ProcessVM");
-}
-
-}  // namespace detail::process
-
 namespace {
 
 using namespace std::chrono_literals;
@@ -60,6 +52,10 @@ int above_stdio(int fd) {
 }  // namespace
 
 namespace detail::process {
+
+std::chrono::nanoseconds start_timeout_from_env() {
+  return seconds_from_env("COS_WORKER_START_TIMEOUT", default_start_timeout, "coop::ProcessVM");
+}
 
 int open_devnull() {
   int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
