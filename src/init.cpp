@@ -8,7 +8,7 @@
 
 #include <cos/remote.hpp>
 
-#include "detail/worker.hpp"
+#include "backends/process/worker.hpp"
 
 namespace coop {
 namespace {

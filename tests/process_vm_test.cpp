@@ -27,7 +27,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "detail/frame.hpp"
+#include "backends/process/frame.hpp"
 
 using namespace std::chrono_literals;
 using coop::Message;
@@ -625,4 +625,55 @@ TEST_CASE("process vm: frames reject corrupt and oversized input") {
     CHECK_THROWS_AS(decode_call(encode_call(1, c) + "x", task, back), FrameError);
     CHECK_THROWS_AS(decode_hello("abc"), FrameError);
   }
+}
+
+TEST_CASE("process vm: start never blocks on a stopped worker and cancel then kills it and gives the slot back") {
+  coop::ProcessVM vm(1);
+  REQUIRE(vm.worker_pids().size() == 1);
+  int pid = vm.worker_pids()[0];
+  REQUIRE(::kill(pid, SIGSTOP) == 0);
+  std::string big(50 << 20, 'x');  // far more than a socket buffer holds
+  auto t0 = coop::clock::now();
+  auto task = vm.start(call("reverse", big), {});
+  CHECK(coop::clock::now() - t0 < 1s);
+  REQUIRE(task);
+  CHECK(vm.free_slots() == 0);
+  CHECK_FALSE(vm.receive(100ms));  // the rest waits; nothing is lost or sent twice
+  vm.cancel(*task);                // SIGKILL ends a stopped process too
+  auto got = receive_all(vm, 1);
+  CHECK(got[*task].kind == Message::Kind::exit);
+  CHECK(vm.free_slots() == 1);
+  REQUIRE(vm.worker_pids().size() == 1);
+  CHECK(vm.worker_pids()[0] != pid);
+  // The new worker takes a large call that has to go out in pieces.
+  auto again = must_start(vm, call("reverse", std::string(8 << 20, 'y') + "z"));
+  auto back = receive_all(vm, 1);
+  CHECK(value<std::string>(back[again]) == "z" + std::string(8 << 20, 'y'));
+}
+
+TEST_CASE("process vm: results carry their Failure across processes and in frames") {
+  coop::ProcessVM vm(1);
+  must_start(vm, call("square", 3));
+  CHECK(vm.receive(5s)->failure == Message::Failure::none);
+  must_start(vm, call("fail", std::string("why")));
+  CHECK(vm.receive(5s)->failure == Message::Failure::exception);
+  must_start(vm, coop::Call{"no_such_function", ""});
+  CHECK(vm.receive(5s)->failure == Message::Failure::not_registered);
+
+  using namespace coop::detail;
+  for (auto failure : {Message::Failure::none, Message::Failure::exception, Message::Failure::not_registered}) {
+    Message m;
+    m.failure = failure;
+    m.ok = failure == Message::Failure::none;
+    Message back;
+    std::uint64_t task = 0;
+    decode_result(encode_result(1, m), task, back);
+    CHECK(back.failure == failure);
+    CHECK(back.ok == m.ok);
+  }
+  std::string bytes = encode_result(1, Message{});
+  bytes[8] = 3;  // the byte after the task id: no such Failure
+  Message back;
+  std::uint64_t task = 0;
+  CHECK_THROWS_AS(decode_result(bytes, task, back), FrameError);
 }

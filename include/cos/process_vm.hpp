@@ -29,6 +29,10 @@ namespace coop {
 // them. What a worker writes to stdout and stderr goes to the spawner's, a
 // line at a time, and is kept per task in Message::output.
 //
+// Calls go to a worker on a socket, results come back on a pipe; the
+// spawner's ends are non-blocking, so no call, however large, and no worker,
+// however stuck (even stopped), makes the scheduler's thread wait in write().
+//
 // Not thread-safe: use it from one thread (the scheduler's). Workers are
 // tied to the thread that started them: they are killed when it exits.
 //
@@ -41,53 +45,66 @@ namespace coop {
 class COS_API ProcessVM final : public VM {
  public:
   // ProcessVM(n) starts n workers on one host named after this machine
-  // (gethostname). Blocks until every worker is ready; throws coop::Error for
+  // (gethostname). Blocks the thread until every worker is ready, at most
+  // the start timeout (10 s; see below); throws coop::Error for
   // n <= 0, when a worker cannot start, or when one does not reach
   // coop::init (the program's main must call it first) within 10 s (the
   // environment variable COS_WORKER_START_TIMEOUT sets other seconds).
   explicit ProcessVM(int n);
   // ProcessVM(slots_per_host) starts count workers for each named host, so
-  // one machine can stand in for several (host-bound spawns, tests). Throws
-  // coop::Error for an empty map, an empty name or a count <= 0.
+  // one machine can stand in for several (host-bound spawns, tests). Blocks
+  // as ProcessVM(n) does. Throws coop::Error for an empty map, an empty name
+  // or a count <= 0.
   explicit ProcessVM(std::map<std::string, int> slots_per_host);
-  // The destructor finalizes.
+  // The destructor finalizes (and blocks as finalize() does).
   ~ProcessVM() override;
   ProcessVM(const ProcessVM&) = delete;
   ProcessVM& operator=(const ProcessVM&) = delete;
 
   // slots() counts the slots in service (all of them, unless a worker could
-  // not be replaced); free_slots() those with a ready, idle worker.
+  // not be replaced); free_slots() those with a ready, idle worker. Never
+  // block.
   int slots() const override;
   int free_slots() const override;
-  // hosts() in name order; hosts_with_free_slots() those with an idle worker.
+  // hosts() in name order; hosts_with_free_slots() those with an idle
+  // worker. Never block.
   std::vector<HostId> hosts() const override;
   std::vector<HostId> hosts_with_free_slots() const override;
   // start() sends `call` to an idle worker (of `host`, if given) and returns
-  // the task's id, or nullopt when none is free. Throws coop::Error for an
-  // unknown host, a call larger than 256 MiB, or after finalize().
+  // the task's id, or nullopt when none is free. Never blocks: what the
+  // worker's socket does not take at once is kept and sent by receive(). A
+  // worker that dies before it has the whole call gives `worker_lost`.
+  // Throws coop::Error for an unknown host, a call larger than 256 MiB, or
+  // after finalize().
   std::optional<TaskId> start(const Call& call, const std::optional<HostId>& host) override;
-  // receive() waits up to `timeout` for the next message, polling every
-  // worker at once (it never spins): `result`, `exit` or `worker_lost`.
+  // receive() blocks the thread up to `timeout` for the next message,
+  // polling every worker at once (it never spins): `result`, `exit` or
+  // `worker_lost`.
   // Zero only polls. A negative timeout waits until a message arrives, but
   // returns nullopt at once when no task runs and no worker is starting
   // (nothing could arrive). It also returns nullopt early when a replacement
   // worker became ready without a message (a slot freed). Worker output is
-  // forwarded while it waits.
+  // forwarded, and unsent calls sent, while it waits.
   std::optional<Message> receive(std::chrono::nanoseconds timeout) override;
   // host_of() is the host a task was started on; throws coop::Error for an
-  // id this VM never gave out.
+  // id this VM never gave out. Never blocks.
   HostId host_of(const TaskId& task) const override;
   // cancel() kills the worker running `task` (SIGKILL) and replaces it; an
-  // `exit` message follows once the new worker is ready. Does nothing for a
-  // task that is not running (finished, or its result already arrived).
+  // `exit` message follows once the new worker is ready. Blocks only until
+  // the killed worker is reaped (SIGKILL acts at once, also on a stopped
+  // process) and its replacement forked; it does not wait for the hello.
+  // Does nothing for a task that is not running (finished, or its result
+  // already arrived).
   void cancel(const TaskId& task) override;
   // finalize() lets idle workers exit, kills busy ones, and reaps them all;
-  // messages not yet received are dropped. Idempotent; afterwards the VM has
-  // no slots.
+  // messages not yet received are dropped. Blocks the thread up to 1 s of
+  // grace for idle workers to exit, then kills those left with SIGKILL.
+  // Idempotent; afterwards the VM has no slots.
   void finalize() override;
 
-  // worker_pids() are the process ids of the current workers, in slot order
-  // (for diagnostics and tests).
+  // worker_pids() are the process ids of the current workers, in slot order.
+  // For diagnostics and tests only (a pid changes whenever a worker is
+  // replaced). Never blocks.
   std::vector<int> worker_pids() const;
 
  private:

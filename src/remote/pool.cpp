@@ -57,6 +57,8 @@ void RemotePool::set_vm(std::shared_ptr<VM> vm) {
 TaskRef RemotePool::spawn(const Spawn& opt, Call&& call, DecodeFn decode) {
   if (opt.retries < 0) throw Error("coop::spawn: retries must not be negative");
   if (opt.timeout && opt.timeout->count() <= 0) throw Error("coop::spawn: timeout must be positive");
+  // No slot can ever take it (a finalized VM, or one whose workers all failed).
+  if (vm_->slots() <= 0) throw Error("coop::spawn: the VM has no slots in service (was it finalized?)");
   if (opt.host) {
     auto hosts = vm_->hosts();
     if (std::find(hosts.begin(), hosts.end(), *opt.host) == hosts.end()) {

@@ -22,8 +22,11 @@ struct Entry {
   std::string where;
 };
 
-// The registry is filled by static initializers (one thread, before main) and
-// only read afterwards; the mutex covers registrations from dlopen'ed code.
+// The registry is filled by static initializers (before main, or when a
+// library is dlopen'ed) and only read afterwards. The mutex serializes
+// registrations with each other; lookups (remote_name, execute, which slot
+// threads run at once) take no lock, so a library with COS_REMOTE functions
+// must not be dlopen'ed while remote tasks run.
 struct Registry {
   std::mutex mutex;
   std::unordered_map<std::string, Entry> by_name;
@@ -95,12 +98,15 @@ Message execute(const Call& call) {
     if (it != r.by_name.end()) entry = &it->second;
   }
   if (!entry) {
+    m.failure = Message::Failure::not_registered;
     m.error_type = "coop::NotRegistered";
     m.payload = call.function;
   } else {
+    m.failure = Message::Failure::exception;
     try {
       entry->invoker(call.args, m.payload);
       m.ok = true;
+      m.failure = Message::Failure::none;
     } catch (const std::exception& e) {
       m.error_type = demangle(typeid(e));
       m.payload = e.what();

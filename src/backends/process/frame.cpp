@@ -1,7 +1,4 @@
-#include "detail/frame.hpp"
-
-#include <sys/socket.h>
-#include <unistd.h>
+#include "backends/process/frame.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -156,7 +153,11 @@ void decode_call(std::string_view payload, std::uint64_t& task, Call& call) {
 std::string encode_result(std::uint64_t task, const Message& m) {
   Writer w;
   w.num(task);
-  w.num<std::uint8_t>(m.ok ? 1 : 0);
+  // A producer that set only `ok` still sends a consistent pair.
+  Message::Failure failure = m.ok ? Message::Failure::none
+                             : m.failure == Message::Failure::none ? Message::Failure::exception
+                                                                   : m.failure;
+  w.num<std::uint8_t>(static_cast<std::uint8_t>(failure));
   w.bytes(m.payload);
   w.bytes(m.error_type);
   w.num<std::int64_t>(ticks(m.started));
@@ -167,27 +168,17 @@ std::string encode_result(std::uint64_t task, const Message& m) {
 void decode_result(std::string_view payload, std::uint64_t& task, Message& m) {
   Reader r(payload, "result");
   task = r.num<std::uint64_t>();
-  auto ok = r.num<std::uint8_t>();
-  if (ok > 1) throw FrameError("coop: corrupt result frame (bad ok flag)");
-  m.ok = ok == 1;
+  auto failure = r.num<std::uint8_t>();
+  if (failure > static_cast<std::uint8_t>(Message::Failure::not_registered)) {
+    throw FrameError("coop: corrupt result frame (unknown failure kind " + std::to_string(failure) + ")");
+  }
+  m.failure = static_cast<Message::Failure>(failure);
+  m.ok = m.failure == Message::Failure::none;
   m.payload = r.bytes();
   m.error_type = r.bytes();
   m.started = at(r.num<std::int64_t>());
   m.completed = at(r.num<std::int64_t>());
   r.done();
-}
-
-bool write_all(int fd, std::string_view bytes, bool socket) {
-  while (!bytes.empty()) {
-    ssize_t n = socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) : -1;
-    if (!socket || (n < 0 && errno == ENOTSOCK)) n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
 }
 
 }  // namespace coop::detail

@@ -7,16 +7,18 @@
 namespace coop::detail {
 
 // worker_env names the environment variable that marks a worker process. Its
-// value is "<fd>:<fd>:<pid>": the worker's end of the control socket (calls
+// value is "<fd>:<fd>:<pid>": the worker's end of the call socket (calls
 // come in), the write end of its result pipe (hello and results go out), and
 // the pid of the spawner. Results travel on a pipe because the spawner's read
-// of a socket also wakes the worker waiting on the other end, for nothing. coop::init() removes it, so a worker's own children (and
-// ProcessVMs made by its tasks) are ordinary processes.
+// of a socket also wakes the worker waiting on the other end, for nothing.
+// coop::init() removes it, so a worker's own children (and ProcessVMs made
+// by its tasks) are ordinary processes.
 inline constexpr const char* worker_env = "COS_WORKER";
 
-// serve_as_worker() runs the worker loop on the control socket named by
-// `spec` (the value of worker_env): say hello, then read a call, run it, send
-// its result, until the spawner closes the socket. Never returns: the
+// serve_as_worker() runs the worker loop on the call socket and result pipe
+// named by `spec` (the value of worker_env): say hello on the pipe, then read
+// a call from the socket, run it, send its result on the pipe, until the
+// spawner closes the socket. Never returns: the
 // process exits (status 0 on a clean shutdown).
 [[noreturn]] void serve_as_worker(const char* spec);
 

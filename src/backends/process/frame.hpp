@@ -71,14 +71,10 @@ std::int64_t decode_hello(std::string_view payload);
 std::string encode_call(std::uint64_t task, const Call& call);
 void decode_call(std::string_view payload, std::uint64_t& task, Call& call);
 
-// A result frame carries the fields a worker knows: ok, payload, error_type,
+// A result frame carries the fields a worker knows: failure (one byte, the
+// Message::Failure value; `ok` is derived from it), payload, error_type,
 // started, completed. The spawner adds the task, host and output.
 std::string encode_result(std::uint64_t task, const Message& message);
 void decode_result(std::string_view payload, std::uint64_t& task, Message& message);
-
-// write_all() writes every byte to fd (a socket, without SIGPIPE; or a pipe
-// when `socket` is false), retrying on EINTR and short writes; returns false
-// with errno set when the peer is gone or the write fails.
-bool write_all(int fd, std::string_view bytes, bool socket = true);
 
 }  // namespace coop::detail

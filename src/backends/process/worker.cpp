@@ -1,4 +1,4 @@
-#include "detail/worker.hpp"
+#include "backends/process/worker.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -14,7 +14,8 @@
 
 #include <cos/remote.hpp>
 
-#include "detail/frame.hpp"
+#include "backends/process/frame.hpp"
+#include "posix/fd.hpp"
 
 namespace coop::detail {
 namespace {
@@ -70,7 +71,7 @@ void serve_as_worker(const char* spec) {
                std::to_string(parent) + " (which may have ended): unset " + worker_env);
   }
   ::unsetenv(worker_env);
-  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the control socket is not open");
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the call socket is not open");
   if (::fcntl(results, F_SETFD, FD_CLOEXEC) != 0) die(2, "the result pipe is not open");
   // Ctrl-C in a terminal reaches the whole process group: let the spawner
   // decide (if it dies of it, PR_SET_PDEATHSIG ends this process too). A
@@ -83,7 +84,7 @@ void serve_as_worker(const char* spec) {
   ::sigaction(SIGINT, &sa, nullptr);
   std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
 
-  if (!write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
+  if (!posix::write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
 
   FrameReader reader;
   static char buffer[1 << 16];
@@ -120,11 +121,12 @@ void serve_as_worker(const char* spec) {
       reply = encode_frame(FrameKind::result, encode_result(task, result));
     } catch (const FrameError& e) {
       result.ok = false;
+      result.failure = Message::Failure::exception;
       result.error_type = "coop::Error";
       result.payload = std::string("the result of ") + call.function + " is too large to send: " + e.what();
       reply = encode_frame(FrameKind::result, encode_result(task, result));
     }
-    if (!write_all(results, reply, false)) std::_Exit(0);
+    if (!posix::write_all(results, reply, false)) std::_Exit(0);
   }
 }
 

@@ -1,0 +1,144 @@
+// impl.hpp: ProcessVM's private state, shared by the files of
+// src/backends/process/: the slots and their worker processes (workers.cpp),
+// the poll pump that moves calls, results and output (pump.cpp), and the
+// public methods (process_vm.cpp).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <cos/process_vm.hpp>
+
+#include "backends/process/frame.hpp"
+
+namespace coop::detail::process {
+
+using namespace std::chrono_literals;
+
+// A worker must say hello within this time of its start (a cold start of a
+// large program on a loaded machine takes well under a second). The
+// environment variable COS_WORKER_START_TIMEOUT (seconds) overrides it.
+inline constexpr auto default_start_timeout = 10s;
+// finalize() gives idle workers this long to exit on their own before SIGKILL.
+inline constexpr auto stop_grace = 1s;
+// A failed replacement is retried this many times before its slot is given up.
+inline constexpr int max_failed_starts = 3;
+// At most this much of one task's output is kept in its Message::output.
+inline constexpr std::size_t max_task_output = std::size_t{16} << 20;
+// A partial line longer than this is forwarded without waiting for its newline.
+inline constexpr std::size_t max_partial_line = std::size_t{64} << 10;
+
+enum class State {
+  starting,  // forked; waits for the worker's hello
+  idle,      // ready for a call
+  busy,      // runs `task` (its call may still be partly unsent)
+  down,      // out of service (could not be replaced, or finalized)
+};
+
+// Slot is one worker process and what the VM knows about it. A dead worker
+// is replaced in the same Slot; `generation` tells the old one's events from
+// the new one's.
+struct Slot {
+  std::size_t host = 0;
+  State state = State::down;
+  std::uint64_t generation = 0;
+  pid_t pid = -1;
+  int calls = -1;    // call socket (non-blocking on this side): calls to the worker
+  int results = -1;  // result pipe: hello and results from the worker
+  int out = -1;      // the worker's stdout
+  int err = -1;      // the worker's stderr
+  int pidfd = -1;    // readable when the process ends (-1 on kernels without pidfd)
+  FrameReader reader{};
+  // The part of the current call frame that the call socket did not take
+  // yet; the pump sends it when the socket is writable again, so that
+  // start() never waits for a worker that does not read (stopped, or busy
+  // with something else).
+  std::string unsent{};
+  std::size_t unsent_from = 0;
+  std::uint64_t task = 0;  // while busy
+  std::string output{};    // what the running task wrote
+  bool output_truncated = false;
+  // Set by pump() while it handles this slot's result pipe: its output
+  // pipes were polled after the pipe in the same pass and drained if
+  // readable, so a result needs no further read of them (see pump()).
+  bool output_polled = false;
+  std::string out_line{}, err_line{};  // partial lines waiting for their newline
+  clock::time_point deadline{};        // while starting: hello by then
+  std::optional<Message> pending{};    // delivered once the replacement is ready
+  int failed_starts = 0;
+
+  bool has_unsent() const { return unsent_from < unsent.size(); }
+};
+
+// Source is what a polled descriptor of a slot is.
+enum class Source {
+  results,  // the result pipe (readable)
+  out,      // the worker's stdout (readable)
+  err,      // the worker's stderr (readable)
+  pidfd,    // the process ended
+  calls,    // the call socket (writable: room for unsent call bytes)
+};
+
+// start_timeout_from_env() is default_start_timeout, or what
+// COS_WORKER_START_TIMEOUT says; a bad value is a coop::Error.
+std::chrono::nanoseconds start_timeout_from_env();
+// open_devnull() is /dev/null open for reading (CLOEXEC, above 0..2), the
+// workers' stdin.
+int open_devnull();
+
+}  // namespace coop::detail::process
+
+namespace coop {
+
+struct ProcessVM::Impl {
+  using Slot = detail::process::Slot;
+  using Source = detail::process::Source;
+
+  std::vector<HostId> hosts;
+  std::vector<Slot> slots;
+  std::vector<std::uint32_t> task_host;  // host index of task id i+1
+  std::deque<Message> ready;
+  std::size_t cursor = 0;
+  int devnull = -1;
+  bool constructing = true;
+  bool finalized = false;
+  bool slot_freed = false;  // a replacement became ready (no message says so)
+  std::chrono::nanoseconds start_timeout = detail::process::default_start_timeout;
+  std::string startup_error;
+
+  explicit Impl(const std::map<std::string, int>& slots_per_host);
+  ~Impl();
+
+  // workers.cpp: a slot's worker process, from fork to reaping.
+  void spawn(Slot& s);
+  void replace(Slot& s);
+  void start_failed(Slot& s, const std::string& why);
+  std::string reap(Slot& s);
+  void lose(Slot& s, std::string why);
+  void check_start_deadlines();
+  void shutdown();
+
+  // pump.cpp: moving bytes between the spawner and its workers.
+  void pump(std::chrono::nanoseconds timeout);
+  void send_call(Slot& s, std::string frame);
+  bool flush_unsent(Slot& s);
+  void on_results(Slot& s);
+  bool handle_frames(Slot& s);
+  bool handle_frame(Slot& s, detail::Frame& f);
+  void drain(Slot& s, Source which);
+  void on_output(Slot& s, Source which, const char* data, std::size_t size);
+  void flush_partial_lines(Slot& s);
+  bool anything_to_wait_for() const;
+
+  Slot* busy_with(std::uint64_t task);
+};
+
+}  // namespace coop

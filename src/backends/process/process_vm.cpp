@@ -1,0 +1,224 @@
+// process_vm.cpp: ProcessVM's public methods, over the slots that
+// workers.cpp starts and pump.cpp serves.
+#include <cos/process_vm.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <cos/errors.hpp>
+#include <cos/remote.hpp>
+
+#include "backends/host_name.hpp"
+#include "backends/process/impl.hpp"
+#include "backends/process/worker.hpp"
+#include "posix/fd.hpp"
+#include "posix/text.hpp"
+
+namespace coop {
+namespace {
+
+using namespace std::chrono_literals;
+using detail::FrameKind;
+using detail::process::Slot;
+using detail::process::Source;
+using detail::process::State;
+
+}  // namespace
+
+ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host) {
+  if (std::getenv(detail::worker_env)) {
+    throw Error(
+        "coop::ProcessVM: this process was started as a cos worker, but its main did not call "
+        "coop::init(argc, argv) first: call coop::init(argc, argv) first in main");
+  }
+  detail::check_registry();
+  start_timeout = detail::process::start_timeout_from_env();
+  if (slots_per_host.empty()) throw Error("coop::ProcessVM: no hosts given (the map of slots per host is empty)");
+  for (const auto& [name, count] : slots_per_host) {
+    if (name.empty()) throw Error("coop::ProcessVM: a host name is empty");
+    if (count <= 0) {
+      throw Error("coop::ProcessVM: host '" + name + "' has " + std::to_string(count) +
+                  " slots; each host needs at least 1");
+    }
+  }
+  devnull = detail::process::open_devnull();
+  for (const auto& [name, count] : slots_per_host) {
+    hosts.emplace_back(name);
+    for (int i = 0; i < count; ++i) {
+      slots.emplace_back();
+      slots.back().host = hosts.size() - 1;
+    }
+  }
+  try {
+    for (Slot& s : slots) spawn(s);
+    while (startup_error.empty() &&
+           std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.state == State::starting; })) {
+      pump(-1ns);
+    }
+  } catch (...) {
+    shutdown();
+    posix::close_fd(devnull);
+    throw;
+  }
+  if (!startup_error.empty()) {
+    shutdown();
+    posix::close_fd(devnull);
+    throw Error("coop::ProcessVM: " + startup_error);
+  }
+  constructing = false;
+}
+
+ProcessVM::Impl::~Impl() {
+  shutdown();
+  posix::close_fd(devnull);
+}
+
+Slot* ProcessVM::Impl::busy_with(std::uint64_t task) {
+  for (Slot& s : slots) {
+    if (s.state == State::busy && s.task == task) return &s;
+  }
+  return nullptr;
+}
+
+ProcessVM::ProcessVM(int n) : ProcessVM([n] {
+  if (n <= 0) {
+    throw Error("coop::ProcessVM: " + std::to_string(n) + " slots; a ProcessVM needs at least 1");
+  }
+  return std::map<std::string, int>{{detail::this_host_name(), n}};
+}()) {}
+
+ProcessVM::ProcessVM(std::map<std::string, int> slots_per_host)
+    : impl_(std::make_unique<Impl>(slots_per_host)) {}
+
+ProcessVM::~ProcessVM() = default;
+
+int ProcessVM::slots() const {
+  if (impl_->finalized) return 0;
+  return static_cast<int>(std::count_if(impl_->slots.begin(), impl_->slots.end(),
+                                        [](const Slot& s) { return s.state != State::down; }));
+}
+
+int ProcessVM::free_slots() const {
+  return static_cast<int>(std::count_if(impl_->slots.begin(), impl_->slots.end(),
+                                        [](const Slot& s) { return s.state == State::idle; }));
+}
+
+std::vector<HostId> ProcessVM::hosts() const { return impl_->hosts; }
+
+std::vector<HostId> ProcessVM::hosts_with_free_slots() const {
+  std::vector<bool> free(impl_->hosts.size(), false);
+  for (const Slot& s : impl_->slots) {
+    if (s.state == State::idle) free[s.host] = true;
+  }
+  std::vector<HostId> out;
+  for (std::size_t i = 0; i < free.size(); ++i) {
+    if (free[i]) out.push_back(impl_->hosts[i]);
+  }
+  return out;
+}
+
+std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<HostId>& host) {
+  Impl& m = *impl_;
+  if (m.finalized) throw Error("coop::ProcessVM: start() after finalize()");
+  std::optional<std::size_t> want;
+  if (host) {
+    auto it = std::find(m.hosts.begin(), m.hosts.end(), *host);
+    if (it == m.hosts.end()) {
+      std::vector<std::string> known;
+      for (const auto& h : m.hosts) known.push_back(h.name());
+      throw Error("coop::ProcessVM: unknown host '" + host->name() + "' (hosts: " + posix::join_names(known) + ")");
+    }
+    want = static_cast<std::size_t>(it - m.hosts.begin());
+  }
+  // Round robin over the slots, so that work without a host spreads over hosts.
+  Slot* slot = nullptr;
+  for (std::size_t k = 0; k < m.slots.size(); ++k) {
+    Slot& s = m.slots[(m.cursor + k) % m.slots.size()];
+    if (s.state == State::idle && (!want || s.host == *want)) {
+      slot = &s;
+      m.cursor = (m.cursor + k + 1) % m.slots.size();
+      break;
+    }
+  }
+  if (!slot) return std::nullopt;
+  std::uint64_t id = m.task_host.size() + 1;
+  std::string frame = detail::encode_frame(FrameKind::call, detail::encode_call(id, call));
+  m.task_host.push_back(static_cast<std::uint32_t>(slot->host));
+  slot->state = State::busy;
+  slot->task = id;
+  slot->output.clear();
+  slot->output_truncated = false;
+  m.send_call(*slot, std::move(frame));
+  return TaskId(id);
+}
+
+std::optional<Message> ProcessVM::receive(std::chrono::nanoseconds timeout) {
+  Impl& m = *impl_;
+  auto take = [&m]() -> std::optional<Message> {
+    if (m.ready.empty()) return std::nullopt;
+    Message msg = std::move(m.ready.front());
+    m.ready.pop_front();
+    return msg;
+  };
+  if (auto msg = take()) return msg;
+  if (m.finalized) return std::nullopt;
+  if (timeout == 0ns) {
+    m.pump(0ns);
+    return take();
+  }
+  const bool forever = timeout < 0ns;
+  const auto deadline = forever ? clock::time_point::max() : clock::now() + timeout;
+  m.slot_freed = false;
+  for (;;) {
+    if (forever && !m.anything_to_wait_for()) return std::nullopt;
+    m.pump(forever ? -1ns : std::max(0ns, std::chrono::nanoseconds(deadline - clock::now())));
+    if (auto msg = take()) return msg;
+    // A slot that became free is news to a caller with queued work.
+    if (m.slot_freed || (!forever && clock::now() >= deadline)) return std::nullopt;
+  }
+}
+
+HostId ProcessVM::host_of(const TaskId& task) const {
+  const auto& th = impl_->task_host;
+  if (task.value() == 0 || task.value() > th.size()) {
+    throw Error("coop::ProcessVM: unknown task id " + std::to_string(task.value()));
+  }
+  return impl_->hosts[th[task.value() - 1]];
+}
+
+void ProcessVM::cancel(const TaskId& task) {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  Slot* s = m.busy_with(task.value());
+  if (!s) return;
+  m.drain(*s, Source::out);
+  m.drain(*s, Source::err);
+  m.flush_partial_lines(*s);
+  m.reap(*s);
+  Message msg;
+  msg.kind = Message::Kind::exit;
+  msg.task = task;
+  msg.host = m.hosts[s->host];
+  msg.reason = "cancelled";
+  msg.output = std::move(s->output);
+  msg.completed = clock::now();
+  s->pending = std::move(msg);
+  m.replace(*s);
+}
+
+void ProcessVM::finalize() {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  m.finalized = true;
+  m.shutdown();
+}
+
+std::vector<int> ProcessVM::worker_pids() const {
+  std::vector<int> pids;
+  for (const Slot& s : impl_->slots) {
+    if (s.pid > 0) pids.push_back(s.pid);
+  }
+  return pids;
+}
+
+}  // namespace coop

@@ -1,0 +1,269 @@
+// pump.cpp: the one poll that moves a ProcessVM's bytes: call frames out to
+// the workers (what the call socket could not take at once), hello and
+// result frames in from them, and their stdout and stderr forwarded a line
+// at a time and kept per task.
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <optional>
+#include <string_view>
+
+#include <cos/errors.hpp>
+
+#include "backends/process/impl.hpp"
+#include "posix/fd.hpp"
+
+namespace coop {
+namespace {
+
+using namespace std::chrono_literals;
+using detail::Frame;
+using detail::FrameError;
+using detail::FrameKind;
+using detail::process::Slot;
+using detail::process::Source;
+using detail::process::State;
+using detail::process::max_partial_line;
+using detail::process::max_task_output;
+using posix::close_fd;
+using posix::errno_text;
+
+}  // namespace
+
+// handle_frame() takes one frame from the worker of `s`; returns false when
+// the frame made the VM give the worker up (it was lost).
+bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
+  try {
+    switch (f.kind) {
+      case FrameKind::hello: {
+        auto pid = detail::decode_hello(f.payload);
+        if (s.state != State::starting || pid != s.pid) throw FrameError("coop: unexpected hello frame");
+        s.state = State::idle;
+        s.failed_starts = 0;
+        if (s.pending) {
+          ready.push_back(std::move(*s.pending));
+          s.pending.reset();
+        } else {
+          slot_freed = true;
+        }
+        return true;
+      }
+      case FrameKind::result: {
+        std::uint64_t task = 0;
+        Message m;
+        detail::decode_result(f.payload, task, m);
+        if (s.state != State::busy || task != s.task) throw FrameError("coop: unexpected result frame");
+        // The worker flushed its output before it sent the result: take it all in.
+        if (!s.output_polled) {
+          drain(s, Source::out);
+          drain(s, Source::err);
+        }
+        m.kind = Message::Kind::result;
+        m.task = TaskId(task);
+        m.host = hosts[s.host];
+        m.output = std::move(s.output);
+        if (s.output_truncated) m.output += "\n[coop: output truncated]\n";
+        s.output.clear();
+        s.output_truncated = false;
+        s.state = State::idle;
+        s.task = 0;
+        ready.push_back(std::move(m));
+        return true;
+      }
+      case FrameKind::call:
+        throw FrameError("coop: unexpected call frame from a worker");
+    }
+  } catch (const FrameError& e) {
+    lose(s, std::string("the worker sent a corrupt frame: ") + e.what());
+    return false;
+  }
+  return true;
+}
+
+bool ProcessVM::Impl::handle_frames(Slot& s) {
+  try {
+    while (auto f = s.reader.next()) {
+      if (!handle_frame(s, *f)) return false;
+    }
+  } catch (const FrameError& e) {
+    lose(s, std::string("the worker sent a corrupt frame: ") + e.what());
+    return false;
+  }
+  return true;
+}
+
+void ProcessVM::Impl::on_results(Slot& s) {
+  char buf[1 << 16];
+  ssize_t n = ::read(s.results, buf, sizeof buf);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n > 0) {
+    s.reader.feed(buf, static_cast<std::size_t>(n));
+    handle_frames(s);
+    return;
+  }
+  lose(s, "");  // end of stream or a broken pipe: the worker is gone
+}
+
+void ProcessVM::Impl::drain(Slot& s, Source which) {
+  int& fd = which == Source::out ? s.out : s.err;
+  char buf[1 << 16];
+  while (fd >= 0) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      on_output(s, which, buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0) close_fd(fd);
+    break;
+  }
+}
+
+// on_output() forwards whole lines to the spawner's stdout or stderr (one
+// write per batch, so lines of different workers do not mix) and keeps the
+// bytes as the running task's output.
+void ProcessVM::Impl::on_output(Slot& s, Source which, const char* data, std::size_t size) {
+  if (s.state == State::busy) {
+    std::size_t room = max_task_output - std::min(max_task_output, s.output.size());
+    s.output.append(data, std::min(room, size));
+    if (size > room) s.output_truncated = true;
+  }
+  std::string& line = which == Source::out ? s.out_line : s.err_line;
+  int fd = which == Source::out ? 1 : 2;
+  line.append(data, size);
+  std::size_t end = line.rfind('\n');
+  if (end != std::string::npos) {
+    posix::write_all(fd, std::string_view(line).substr(0, end + 1));
+    line.erase(0, end + 1);
+  }
+  if (line.size() > max_partial_line) {
+    posix::write_all(fd, line);
+    line.clear();
+  }
+}
+
+void ProcessVM::Impl::flush_partial_lines(Slot& s) {
+  for (auto [line, fd] : {std::pair{&s.out_line, 1}, std::pair{&s.err_line, 2}}) {
+    if (line->empty()) continue;
+    line->push_back('\n');
+    posix::write_all(fd, *line);
+    line->clear();
+  }
+}
+
+bool ProcessVM::Impl::anything_to_wait_for() const {
+  return std::any_of(slots.begin(), slots.end(), [](const Slot& s) {
+    return s.state != State::idle && s.state != State::down;
+  });
+}
+// send_call() starts sending a call frame to the idle worker of `s`: what
+// the call socket takes now goes at once, the rest waits in `unsent` for
+// pump(). A worker found gone is lost (its task gets worker_lost).
+void ProcessVM::Impl::send_call(Slot& s, std::string frame) {
+  s.unsent = std::move(frame);
+  s.unsent_from = 0;
+  if (!flush_unsent(s)) lose(s, "");
+}
+
+// flush_unsent() sends what the call socket of `s` takes without blocking;
+// returns false when the worker is gone (the socket is broken).
+bool ProcessVM::Impl::flush_unsent(Slot& s) {
+  while (s.has_unsent()) {
+    ssize_t n = ::send(s.calls, s.unsent.data() + s.unsent_from, s.unsent.size() - s.unsent_from,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      return false;
+    }
+    s.unsent_from += static_cast<std::size_t>(n);
+  }
+  s.unsent.clear();
+  s.unsent.shrink_to_fit();  // a call of many megabytes is not kept per slot
+  s.unsent_from = 0;
+  return true;
+}
+
+// pump() waits up to `timeout` (negative: without limit) for any worker to
+// have something, or for a call socket with unsent bytes to take more, and
+// handles what it finds, in one poll.
+void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
+  struct Watch {
+    std::size_t slot;
+    std::uint64_t generation;
+    Source source;
+  };
+  std::vector<pollfd> fds;
+  std::vector<Watch> watches;
+  fds.reserve(slots.size() * 5);
+  watches.reserve(slots.size() * 5);
+  std::optional<clock::time_point> next_deadline;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    Slot& s = slots[i];
+    if (s.state == State::down) continue;
+    if (s.state == State::starting && (!next_deadline || s.deadline < *next_deadline)) next_deadline = s.deadline;
+    // The result pipe comes before the output pipes: poll checks them in
+    // this order in one pass, so when a result is seen, output the worker
+    // wrote before it is seen too (and an empty pipe needs no read).
+    for (auto [fd, source] : {std::pair{s.results, Source::results}, std::pair{s.out, Source::out},
+                              std::pair{s.err, Source::err}, std::pair{s.pidfd, Source::pidfd}}) {
+      if (fd < 0) continue;
+      fds.push_back(pollfd{fd, POLLIN, 0});
+      watches.push_back(Watch{i, s.generation, source});
+    }
+    if (s.has_unsent() && s.calls >= 0) {
+      fds.push_back(pollfd{s.calls, POLLOUT, 0});
+      watches.push_back(Watch{i, s.generation, Source::calls});
+    }
+  }
+  if (next_deadline) {
+    auto until = std::max(std::chrono::nanoseconds(0), *next_deadline - clock::now());
+    if (timeout < 0ns || until < timeout) timeout = until;
+  }
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout >= 0ns) {
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+    tsp = &ts;
+  }
+  int n = ::ppoll(fds.data(), fds.size(), tsp, nullptr);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    throw Error(errno_text("coop::ProcessVM: poll"));
+  }
+  // Output first, so that a result carries everything its task wrote.
+  for (std::size_t k = 0; n > 0 && k < fds.size(); ++k) {
+    Source source = watches[k].source;
+    if (!fds[k].revents || (source != Source::out && source != Source::err)) continue;
+    Slot& s = slots[watches[k].slot];
+    if (s.generation == watches[k].generation && s.state != State::down) drain(s, source);
+  }
+  for (std::size_t k = 0; n > 0 && k < fds.size(); ++k) {
+    Source source = watches[k].source;
+    if (!fds[k].revents || source == Source::out || source == Source::err) continue;
+    Slot& s = slots[watches[k].slot];
+    if (s.generation != watches[k].generation || s.state == State::down) continue;
+    switch (source) {
+      case Source::results:
+        s.output_polled = true;
+        on_results(s);
+        s.output_polled = false;
+        break;
+      case Source::calls:
+        // POLLERR or POLLHUP also land here: the send then fails and says so.
+        if (!flush_unsent(s)) lose(s, "");
+        break;
+      default:
+        lose(s, "");
+        break;
+    }
+  }
+  check_start_deadlines();
+}
+
+}  // namespace coop

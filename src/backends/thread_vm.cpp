@@ -1,0 +1,276 @@
+#include <cos/thread_vm.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <cos/errors.hpp>
+#include <cos/remote.hpp>
+
+#include "backends/env_seconds.hpp"
+#include "backends/host_name.hpp"
+#include "posix/fd.hpp"
+#include "posix/text.hpp"
+
+namespace coop {
+namespace {
+
+using namespace std::chrono_literals;
+
+// finalize() waits this long for busy threads (COS_FINALIZE_TIMEOUT overrides).
+constexpr std::chrono::nanoseconds default_finalize_timeout = 2s;
+
+struct Slot {
+  HostId host;
+  // The scheduler's side, touched by its thread only.
+  bool busy = false;       // from start() until receive() hands out its message
+  bool cancelled = false;  // its result becomes an `exit` message
+  TaskId task{};
+  // The handoff to the slot's thread has its own lock, so that a worker
+  // waiting for work never contends with the scheduler reading the inbox.
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::unique_ptr<Call> work;  // guarded by mutex
+  TaskId work_task{};          // guarded by mutex
+  bool stop = false;           // guarded by mutex
+  // What the thread runs now, for finalize()'s report; guarded by mutex.
+  std::optional<TaskId> running_task{};
+  std::string running_function{};
+  bool exited = false;  // guarded by Impl::inbox_mutex: serve() has returned
+  std::thread thread;
+};
+
+}  // namespace
+
+// Impl is owned jointly by the ThreadVM and by every slot's thread (each
+// holds a shared_ptr), so a thread that finalize() detached can still take
+// its slot's lock and push its message when its function finally returns:
+// the last owner, whichever it is, frees it all.
+struct ThreadVM::Impl {
+  std::vector<std::unique_ptr<Slot>> slots;
+  std::vector<HostId> hosts;
+  std::unordered_map<TaskId, Slot*> tasks;
+  std::uint64_t next_task = 1;
+  int free = 0;
+  bool finalized = false;
+  std::chrono::nanoseconds finalize_timeout = default_finalize_timeout;
+
+  std::mutex inbox_mutex;
+  std::condition_variable done;    // a message is in the inbox
+  std::condition_variable exited;  // a slot's thread has returned
+  std::deque<Message> inbox;       // guarded by inbox_mutex
+
+  static void serve(std::shared_ptr<Impl> self, Slot& slot);
+};
+
+void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
+  for (;;) {
+    std::unique_ptr<Call> call;
+    TaskId task;
+    {
+      std::unique_lock lock(slot.mutex);
+      slot.wake.wait(lock, [&] { return slot.stop || slot.work; });
+      if (slot.stop) break;
+      call = std::move(slot.work);
+      task = slot.work_task;
+      slot.running_task = task;
+      slot.running_function = call->function;
+    }
+    Message m = detail::execute(*call);
+    m.task = task;
+    m.host = slot.host;
+    {
+      std::lock_guard lock(slot.mutex);
+      slot.running_task.reset();
+    }
+    {
+      std::lock_guard lock(self->inbox_mutex);
+      self->inbox.push_back(std::move(m));
+    }
+    self->done.notify_one();
+  }
+  {
+    std::lock_guard lock(self->inbox_mutex);
+    slot.exited = true;
+  }
+  self->exited.notify_all();
+}
+
+ThreadVM::ThreadVM(int n) : ThreadVM(std::map<std::string, int>{{detail::this_host_name(), n}}) {}
+
+ThreadVM::ThreadVM(const std::map<std::string, int>& slots_per_host) : impl_(std::make_shared<Impl>()) {
+  detail::check_registry();
+  if (slots_per_host.empty()) throw Error("coop::ThreadVM: no hosts given");
+  for (const auto& [name, n] : slots_per_host) {
+    if (n <= 0) {
+      throw Error("coop::ThreadVM: host '" + name + "' needs a positive slot count, not " +
+                  std::to_string(n));
+    }
+  }
+  Impl& m = *impl_;
+  m.finalize_timeout = detail::seconds_from_env("COS_FINALIZE_TIMEOUT", default_finalize_timeout, "coop::ThreadVM");
+  for (const auto& [name, n] : slots_per_host) {
+    m.hosts.emplace_back(name);
+    for (int i = 0; i < n; ++i) {
+      auto slot = std::make_unique<Slot>();
+      slot->host = HostId(name);
+      m.slots.push_back(std::move(slot));
+    }
+  }
+  m.free = static_cast<int>(m.slots.size());
+  try {
+    for (auto& slot : m.slots) {
+      Slot* s = slot.get();
+      s->thread = std::thread([self = impl_, s] { Impl::serve(self, *s); });
+    }
+  } catch (...) {
+    finalize();
+    throw;
+  }
+}
+
+ThreadVM::~ThreadVM() { finalize(); }
+
+// After finalize() there are no slots (vm.hpp); a spawn then fails in the
+// remote layer, which refuses remote spawns on a VM without slots.
+int ThreadVM::slots() const { return impl_->finalized ? 0 : static_cast<int>(impl_->slots.size()); }
+int ThreadVM::free_slots() const { return impl_->finalized ? 0 : impl_->free; }
+std::vector<HostId> ThreadVM::hosts() const { return impl_->hosts; }
+
+std::vector<HostId> ThreadVM::hosts_with_free_slots() const {
+  std::vector<HostId> out;
+  if (impl_->finalized) return out;
+  for (const auto& s : impl_->slots) {
+    if (!s->busy && std::find(out.begin(), out.end(), s->host) == out.end()) out.push_back(s->host);
+  }
+  return out;
+}
+
+std::optional<TaskId> ThreadVM::start(const Call& call, const std::optional<HostId>& host) {
+  Impl& m = *impl_;
+  if (m.finalized) throw Error("coop::ThreadVM: start() after finalize()");
+  if (host && std::find(m.hosts.begin(), m.hosts.end(), *host) == m.hosts.end()) {
+    std::vector<std::string> known;
+    for (const auto& h : m.hosts) known.push_back(h.name());
+    throw Error("coop::ThreadVM: unknown host '" + host->name() + "' (hosts: " + posix::join_names(known) + ")");
+  }
+  auto it = std::find_if(m.slots.begin(), m.slots.end(),
+                         [&](const auto& s) { return !s->busy && (!host || s->host == *host); });
+  if (it == m.slots.end()) return std::nullopt;
+  Slot& slot = **it;
+  TaskId id(m.next_task++);
+  auto work = std::make_unique<Call>(call);
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.work = std::move(work);
+    slot.work_task = id;
+  }
+  slot.task = id;
+  slot.busy = true;
+  slot.cancelled = false;
+  --m.free;
+  m.tasks.emplace(id, &slot);
+  slot.wake.notify_one();
+  return id;
+}
+
+std::optional<Message> ThreadVM::receive(std::chrono::nanoseconds timeout) {
+  Impl& m = *impl_;
+  if (m.finalized) return std::nullopt;
+  std::unique_lock lock(m.inbox_mutex);
+  auto ready = [&] { return !m.inbox.empty(); };
+  if (timeout.count() < 0) {
+    // Nothing could arrive when no task runs: say so instead of waiting forever.
+    if (!ready() && m.tasks.empty()) return std::nullopt;
+    m.done.wait(lock, ready);
+  } else if (timeout.count() == 0) {
+    if (!ready()) return std::nullopt;  // a poll: no timed wait, no system call
+  } else if (!m.done.wait_for(lock, timeout, ready)) {
+    return std::nullopt;
+  }
+  Message msg = std::move(m.inbox.front());
+  m.inbox.pop_front();
+  lock.unlock();
+  auto it = m.tasks.find(msg.task);
+  Slot& slot = *it->second;
+  m.tasks.erase(it);
+  slot.busy = false;
+  ++m.free;
+  if (slot.cancelled) {
+    msg.kind = Message::Kind::exit;
+    msg.payload.clear();
+    msg.reason = "cancelled";
+  }
+  return msg;
+}
+
+HostId ThreadVM::host_of(const TaskId& task) const {
+  auto it = impl_->tasks.find(task);
+  if (it == impl_->tasks.end()) throw Error("coop::ThreadVM::host_of: unknown task");
+  return it->second->host;
+}
+
+void ThreadVM::cancel(const TaskId& task) {
+  auto it = impl_->tasks.find(task);
+  if (it != impl_->tasks.end()) it->second->cancelled = true;
+}
+
+// finalize() waits for the threads up to its bound, then detaches the ones
+// still running a function. That is safe for the VM's own state: a detached
+// thread holds a shared_ptr to Impl, so its slot, locks and inbox live until
+// it returns. The function itself is the user's: whatever it uses must stay
+// alive until it returns (or the process exits with the thread still in it).
+void ThreadVM::finalize() {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  m.finalized = true;
+  for (auto& slot : m.slots) {
+    {
+      std::lock_guard lock(slot->mutex);
+      slot->stop = true;
+    }
+    slot->wake.notify_one();
+  }
+  auto deadline = clock::now() + m.finalize_timeout;
+  {
+    std::unique_lock lock(m.inbox_mutex);
+    m.exited.wait_until(lock, deadline, [&] {
+      return std::all_of(m.slots.begin(), m.slots.end(),
+                         [](const auto& s) { return s->exited || !s->thread.joinable(); });
+    });
+  }
+  for (std::size_t i = 0; i < m.slots.size(); ++i) {
+    Slot& slot = *m.slots[i];
+    if (!slot.thread.joinable()) continue;
+    bool exited;
+    {
+      std::lock_guard lock(m.inbox_mutex);
+      exited = slot.exited;
+    }
+    if (exited) {
+      slot.thread.join();
+      continue;
+    }
+    std::string what;
+    {
+      std::lock_guard lock(slot.mutex);
+      what = slot.running_task ? "task " + std::to_string(slot.running_task->value()) + " (" +
+                                     slot.running_function + ")"
+                               : "its thread";
+    }
+    std::string line = "coop::ThreadVM: finalize() gave up waiting after " +
+                       detail::seconds_text(m.finalize_timeout) + ": " + what + " on slot " +
+                       std::to_string(i) + " of host '" + slot.host.name() +
+                       "' still runs; its thread is detached and runs on until the function returns "
+                       "or the process exits\n";
+    posix::write_all(2, line);
+    slot.thread.detach();
+  }
+  std::lock_guard lock(m.inbox_mutex);
+  m.inbox.clear();
+}
+
+}  // namespace coop
