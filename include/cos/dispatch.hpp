@@ -354,8 +354,9 @@ auto dispatch(Jobs&& jobs, Collector&& collect, DispatchOptions options = {}) {
 }
 
 // dispatch(jobs, options) runs every job and returns the values in job order
-// with the dispatch's figures (Dispatched<R>); a failed job's exception is rethrown (the first in job order) after every
-// job has ended.
+// with the dispatch's figures (Dispatched<R>); a failed job's exception is
+// rethrown (the first in job order) after every job has ended. Yields until
+// then; only tasks of a scheduler may call it.
 template <class Jobs> auto dispatch(Jobs&& jobs, DispatchOptions options = {}) {
   using R = detail::dispatch_result_t<std::remove_cvref_t<Jobs>>;
   using NoCollector = void (*)(Stream<R>&);
@@ -364,6 +365,8 @@ template <class Jobs> auto dispatch(Jobs&& jobs, DispatchOptions options = {}) {
 
 // dispatch_single(f, args...) runs one job remotely and returns its value
 // (or rethrows): PyOPUS's dispatchSingle, for moving one call to a slot.
+// Yields until the job ends (locally without a VM); only tasks of a
+// scheduler may call it.
 template <class F, class... A> auto dispatch_single(F&& f, A&&... args) {
   return coop::spawn(Spawn{.remote = true}, std::forward<F>(f), std::forward<A>(args)...).join();
 }

@@ -46,6 +46,7 @@ template <class R> class Job {
 
 // job(f, args...) makes a Job of the function f (registered with COS_REMOTE
 // to run remotely) with its arguments, converted to f's parameter types now.
+// Runs nothing and never yields: any code may make jobs, on any thread.
 template <class F, class... A> auto job(F f, A&&... args) {
   static_assert(std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>,
                 "coop::job(f, ...): f must be a function registered with COS_REMOTE");

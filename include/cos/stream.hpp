@@ -120,7 +120,8 @@ template <class R> class Stream {
   std::default_sentinel_t end() const { return {}; }
 
   // stop() starts no more jobs from the job list; those already started
-  // still arrive, and retry() still runs one of them again.
+  // still arrive, and retry() still runs one of them again. Never yields;
+  // any task of the dispatch's scheduler may call it.
   void stop() { stopped_ = true; }
   bool stopped() const { return stopped_; }
 
