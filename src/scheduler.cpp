@@ -91,6 +91,9 @@ void release(const JoinedTask& joined) noexcept { joined.engine->release(joined.
 std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined) {
   return std::make_unique<TaskInfo>(joined.engine->record_info(joined.rec));
 }
+int wait_any(const TaskRef* refs, std::size_t n, const clock::time_point* deadline) {
+  return Engine::current_checked("coop::wait").wait_any(refs, n, deadline);
+}
 bool cancel(const TaskRef& ref) { return Engine::current_checked("Task::cancel").cancel(ref); }
 
 bool has_vm() {

@@ -6,6 +6,7 @@
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>
 #include <cos/task.hpp>
+#include <cos/wait.hpp>
 
 int main() {
   int sum = 0;
@@ -15,6 +16,7 @@ int main() {
       coop::yield();
       return 2;
     });
+    coop::wait_all(a, b);
     sum = a.join() + b.join();
     coop::spawn([] {});
     while (coop::join()) {

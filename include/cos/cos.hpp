@@ -19,3 +19,4 @@
 #include <cos/thread_vm.hpp>
 #include <cos/timing.hpp>
 #include <cos/vm.hpp>
+#include <cos/wait.hpp>

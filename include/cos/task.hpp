@@ -1,6 +1,7 @@
 // task.hpp: Task<R>, the move-only handle of a spawned child.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,10 @@
 #include <cos/timing.hpp>
 
 namespace coop {
+
+namespace detail {
+struct TaskAccess;
+}
 
 // Task<R> is the handle spawn() returns. Only the parent (the task that
 // spawned it) may join or cancel it. Not thread-safe: use it on its
@@ -54,6 +59,21 @@ template <class R> class Task {
   std::optional<HostId> host() const { return info().host; }
   // done() says whether the child has ended (it never yields).
   bool done() const { return joined_ || info().done; }
+  // ready() is done(), bsync's name for it: never yields.
+  bool ready() const { return done(); }
+
+  // wait_until(t) yields until the child ends or `t` passes, without joining
+  // it: true when it has ended. The child keeps running either way, and a
+  // later join() still returns its value. Only the parent may call it
+  // (coop::Error otherwise, or for an invalid handle).
+  bool wait_until(clock::time_point t) {
+    if (joined_) return true;
+    return detail::wait_any(&ref_, 1, &t) == 0;
+  }
+  // wait_for(d) is wait_until(now + d).
+  bool wait_for(std::chrono::nanoseconds d) {
+    return wait_until(clock::now() + std::chrono::ceil<clock::duration>(d));
+  }
 
   // cancel() stops a remote child, queued or running (a worker process is
   // killed and replaced; a ThreadVM thread runs on, unseen); its join then
@@ -79,6 +99,7 @@ template <class R> class Task {
   }
 
  private:
+  friend struct detail::TaskAccess;
   detail::TaskInfo info() const {
     if (!joined_) return detail::info_of(ref_);
     return joined_info_ ? *joined_info_ : detail::TaskInfo{.done = true};

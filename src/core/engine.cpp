@@ -232,12 +232,16 @@ void Engine::child_finished(TaskRecord* c) {
     maybe_recycle(p);
     return;
   }
-  if (p->wait == WaitKind::join &&
-      (p->among_n == 0 || std::find(p->among, p->among + p->among_n, c->tid) != p->among + p->among_n)) {
+  // `among` is valid only while the parent waits in a join or a watch.
+  auto among = [p, c] {
+    return p->among_n == 0 || std::find(p->among, p->among + p->among_n, c->tid) != p->among + p->among_n;
+  };
+  if (p->wait == WaitKind::join && among()) {
     p->woken_by = c;
     wake(p);
   } else {
     p->finished.insert(*c);
+    if (p->wait == WaitKind::watch && among()) wake(p);  // it waits without joining
   }
 }
 
@@ -368,7 +372,12 @@ void Engine::fire_timers() {
 
 void Engine::fire(const Timer& t) {
   if (!t.fn) {
-    wake(t.rec);
+    // A sleep, or a watch that may have ended before its deadline.
+    TaskRecord* rec = t.rec;
+    if (rec->tid == t.tid && rec->state == State::blocked && rec->wait_seq == t.token &&
+        (rec->wait == WaitKind::sleep || rec->wait == WaitKind::watch)) {
+      wake(rec);
+    }
     return;
   }
   t.fn(t.context, t.rec, t.tid, t.token);
@@ -411,7 +420,7 @@ void Engine::yield() {
 }
 
 void Engine::sleep_until(clock::time_point deadline) {
-  timers_.push(Timer{deadline, timer_seq_++, current_, current_->tid, nullptr, nullptr, 0});
+  timers_.push(Timer{deadline, timer_seq_++, current_, current_->tid, nullptr, nullptr, ++current_->wait_seq});
   block(WaitKind::sleep);
 }
 

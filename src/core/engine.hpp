@@ -63,6 +63,10 @@ class Engine {
   TaskRecord* join_task(const TaskRef& ref);
   TaskRecord* join_among(std::span<const Tid> among, Wait wait);
   void release(TaskRecord* rec) noexcept;
+  // wait_any() yields until one of the calling task's children in `refs`
+  // has ended (or `deadline` passes) without joining it; returns the index
+  // of the oldest ended one, -1 on timeout. A joined task counts as ended.
+  int wait_any(const TaskRef* refs, std::size_t n, const clock::time_point* deadline);
 
   // System calls of the running task.
   void yield();

@@ -83,6 +83,46 @@ TaskRecord* Engine::join_among(std::span<const Tid> among, Wait wait) {
   return std::exchange(self->woken_by, nullptr);
 }
 
+// ---- waiting without joining --------------------------------------------
+
+int Engine::wait_any(const TaskRef* refs, std::size_t n, const clock::time_point* deadline) {
+  TaskRecord* self = current_;
+  std::vector<Tid> pending;
+  for (;;) {
+    int best = -1;
+    Tid best_tid = 0;
+    pending.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const TaskRef& ref = refs[i];
+      if (ref.tid == invalid_tid) throw Error("coop::wait: a handle is invalid (its spawn found no slot)");
+      if (ref.serial != serial_) throw Error("coop::wait: a task belongs to another scheduler");
+      TaskRecord* rec = ref.rec;
+      bool ended = rec->tid != ref.tid || rec->released;  // joined: it had ended
+      if (!ended) {
+        if (rec->parent != self) {
+          throw Error("coop::wait: " + task_name(ref.tid) + " is not a child of " + task_name(self->tid) +
+                      " (only its parent, " + task_name(rec->parent->tid) + ", may wait for it)");
+        }
+        ended = rec->state == State::finished;
+      }
+      if (ended && (best < 0 || ref.tid < best_tid)) {
+        best = static_cast<int>(i);
+        best_tid = ref.tid;
+      } else if (!ended) {
+        pending.push_back(ref.tid);
+      }
+    }
+    if (best >= 0 || pending.empty()) return best;
+    if (deadline && clock::now() >= *deadline) return -1;
+    self->among = pending.data();
+    self->among_n = pending.size();
+    if (deadline) timers_.push(Timer{*deadline, timer_seq_++, self, self->tid, nullptr, nullptr, ++self->wait_seq});
+    block(WaitKind::watch);
+    self->among = nullptr;
+    self->among_n = 0;
+  }
+}
+
 // ---- shutdown ------------------------------------------------------------
 
 void Engine::drain() {

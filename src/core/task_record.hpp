@@ -21,7 +21,7 @@
 namespace coop::detail {
 
 enum class State : std::uint8_t { created, ready, running, blocked, finished };
-enum class WaitKind : std::uint8_t { none, join, sleep, drain, park };
+enum class WaitKind : std::uint8_t { none, join, sleep, drain, park, watch };
 
 // EhGlobals mirrors the C++ runtime's per-thread exception state
 // (__cxa_eh_globals of the Itanium C++ ABI: the stack of exceptions being
@@ -43,6 +43,9 @@ struct TaskRecord : FinishedNode {
   std::size_t closure_align = 0;  // non-zero: the closure is on the heap
   State state = State::created;
   WaitKind wait = WaitKind::none;
+  // Counts the task's timed waits, so that a timer left over from an earlier
+  // wait (one that ended before its deadline) wakes nothing.
+  std::uint32_t wait_seq = 0;
   // released: no longer joinable (joined, or its parent ended); the record
   // is recycled once its stack is free and no child points at it.
   bool released = false;

@@ -71,6 +71,11 @@ COS_API void release(const JoinedTask& joined) noexcept;
 // remote_info() is what a joined remote record reports about where it ran.
 COS_API std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined);
 
+// wait_any() yields until one of the calling task's children in refs[0..n)
+// has ended or *deadline passes (nullptr: no limit), without joining it;
+// returns the index of the oldest ended one (a joined one counts), or -1.
+COS_API int wait_any(const TaskRef* refs, std::size_t n, const clock::time_point* deadline);
+
 // cancel() stops a remote child: false when it had already ended. Throws
 // coop::Error for a local child or a task that is not the caller's child.
 COS_API bool cancel(const TaskRef& ref);
