@@ -76,6 +76,15 @@ LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run) {
 }
 TaskRef start_local(const LocalSpawn& spawn) { return spawn.engine->start_local(spawn.rec); }
 void abandon_local(const LocalSpawn& spawn) noexcept { spawn.engine->abandon_local(spawn); }
+void start_detached(const LocalSpawn& spawn, bool now) { spawn.engine->start_detached(spawn.rec, now); }
+void on_done(const TaskRef& ref, DoneHook* hook) {
+  Engine* e = Engine::current();
+  if (!e) {
+    delete hook;
+    throw Error("Task::on_done called outside a scheduler (make a coop::Scheduler or use coop::run)");
+  }
+  e->on_done(ref, hook);
+}
 
 TaskInfo info_of(const TaskRef& ref) {
   Engine* e = Engine::current();

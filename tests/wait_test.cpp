@@ -4,11 +4,14 @@
 #include <cos/cos.hpp>
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
+
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
@@ -182,4 +185,75 @@ TEST_CASE("wait: a wait with no limit on a child that can never end is reported 
     // The child was stuck too: its wait threw in it, and its join says so.
     CHECK_THROWS_WITH(ts[0].join(), Contains("task 2 waits for something that can never happen"));
   });
+}
+
+// ---- on_done -------------------------------------------------------------------
+
+TEST_CASE("on_done: callbacks run in the order added as soon as the child ends, and join still returns the value") {
+  coop::run([] {
+    std::vector<std::string> seen;
+    auto t = sleeper(30);
+    t.on_done([&](const coop::Outcome<int>& o) { seen.push_back("first " + std::to_string(o.get())); });
+    t.on_done([&](const coop::Outcome<int>& o) { seen.push_back("second " + std::to_string(o.get())); });
+    CHECK(seen.empty());  // the child has not ended yet
+    CHECK(t.wait_for(5s));
+    coop::yield();        // the callbacks are ready tasks now
+    CHECK(seen == std::vector<std::string>{"first 30", "second 30"});
+    CHECK(t.join() == 30);
+  });
+}
+
+TEST_CASE("on_done: on a child that has already ended the callback runs at once") {
+  coop::run([] {
+    auto t = coop::spawn([] { return 7; });
+    int got = 0;
+    t.on_done([&](const coop::Outcome<int>& o) { got = o.get(); });
+    CHECK(got == 7);
+    CHECK(t.join() == 7);
+  });
+}
+
+TEST_CASE("on_done: a failed child's callback sees the exception, and join rethrows it") {
+  coop::run([] {
+    auto t = coop::spawn([]() -> int {
+      coop::yield();
+      throw std::runtime_error("no convergence");
+    });
+    std::string what;
+    t.on_done([&](const coop::Outcome<int>& o) {
+      try {
+        o.get();
+      } catch (const std::runtime_error& e) {
+        what = e.what();
+      }
+    });
+    CHECK_THROWS_WITH(t.join(), "no convergence");
+    coop::yield();
+    CHECK(what == "no convergence");
+  });
+}
+
+TEST_CASE("on_done: callbacks are not children to join, and one that throws is reported at shutdown") {
+  cos_test::StderrCapture err;
+  coop::run([] {
+    auto t = sleeper(10);
+    t.on_done([](const coop::Outcome<int>&) { throw std::logic_error("callback broke"); });
+    CHECK(t.join() == 10);
+    CHECK_FALSE(coop::join().has_value());  // the callback is nobody's child
+  });
+  err.restore();
+  CHECK_THAT(err.text(), Contains("callback broke"));
+}
+
+TEST_CASE("on_done: a remote child's callback runs when its result arrives") {
+  coop::run([] {
+    auto t = coop::spawn(coop::Spawn{.remote = true}, nap, 20);
+    bool called = false;
+    t.on_done([&](const coop::Outcome<int>& o) { called = o.get() == 20; });
+    CHECK(t.wait_for(5s));
+    coop::yield();
+    CHECK(called);
+    CHECK(t.join() == 20);
+    CHECK_THROWS_AS(t.on_done([](const coop::Outcome<int>&) {}), coop::Error);  // joined
+  }, coop::Options{.vm = std::make_shared<coop::ThreadVM>(1)});
 }

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <cos/detail/closure.hpp>
 #include <cos/detail/core.hpp>
 #include <cos/export.hpp>
 #include <cos/ids.hpp>
@@ -20,30 +21,6 @@
 namespace coop {
 
 namespace detail {
-
-// The callable and its arguments, decayed and stored in the child's stack.
-template <class R, class F, class... A> struct Closure {
-  F fn;
-  std::tuple<A...> args;
-
-  template <class FF, class... AA>
-  explicit Closure(FF&& f, AA&&... a) : fn(std::forward<FF>(f)), args(std::forward<AA>(a)...) {}
-
-  static void run(void* self, ValueBox& out) noexcept {
-    auto* c = static_cast<Closure*>(self);
-    try {
-      if constexpr (std::is_void_v<R>) {
-        std::apply(std::move(c->fn), std::move(c->args));
-        out.emplace<void>();
-      } else {
-        out.emplace<R>(std::apply(std::move(c->fn), std::move(c->args)));
-      }
-    } catch (...) {
-      out.set_error(std::current_exception());
-    }
-    c->~Closure();
-  }
-};
 
 template <class F, class... A> auto spawn_local(F&& f, A&&... args) {
   // A task returns a value, never a reference into a stack that is gone.

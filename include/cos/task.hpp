@@ -2,13 +2,18 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
+#include <exception>
+#include <type_traits>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include <cos/detail/closure.hpp>
 #include <cos/detail/core.hpp>
 #include <cos/errors.hpp>
+#include <cos/outcome.hpp>
 #include <cos/ids.hpp>
 #include <cos/timing.hpp>
 
@@ -16,7 +21,30 @@ namespace coop {
 
 namespace detail {
 struct TaskAccess;
-}
+
+// OnDone runs f(const Outcome<R>&) as a local task once its task ends, with
+// a copy of the outcome (the value stays for join()).
+template <class R, class F> struct OnDone final : DoneHook {
+  F f;
+  explicit OnDone(F fn) : f(std::move(fn)) {}
+  void fire(const ValueBox& v, bool now) noexcept override {
+    try {
+      Outcome<R> o;
+      if (v.has_error()) {
+        o = Outcome<R>::failure(v.error());
+      } else if constexpr (std::is_void_v<R>) {
+        o = Outcome<R>::value();
+      } else {
+        o = Outcome<R>::value(*v.template peek<R>());
+      }
+      spawn_detached(now, [fn = std::move(f), out = std::move(o)]() mutable { fn(std::as_const(out)); });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cos: an on_done callback could not start: %s\n", e.what());
+    }
+  }
+};
+
+}  // namespace detail
 
 // Task<R> is the handle spawn() returns. Only the parent (the task that
 // spawned it) may join or cancel it. Not thread-safe: use it on its
@@ -70,6 +98,22 @@ template <class R> class Task {
     if (joined_) return true;
     return detail::wait_any(&ref_, 1, &t) == 0;
   }
+  // on_done(f) runs f(const coop::Outcome<R>&) as a local task of this
+  // scheduler as soon as the child ends (at once, before on_done returns,
+  // when it already has). Several callbacks run in the order added; one that
+  // throws is reported on stderr at shutdown like any task nobody joined;
+  // join() still returns the value. R must be copyable (each callback gets a
+  // copy). Never yields, except to run the callback of an ended child. Only
+  // the parent may call it, before the join (coop::Error otherwise).
+  template <class F> void on_done(F&& f) {
+    static_assert(std::is_invocable_v<std::decay_t<F>&, const Outcome<R>&>,
+                  "Task::on_done: the callback must be callable as f(const coop::Outcome<R>&)");
+    static_assert(std::is_void_v<R> || std::is_copy_constructible_v<R>,
+                  "Task::on_done: the result type must be copyable (each callback gets a copy)");
+    if (joined_) throw Error("Task::on_done: task " + std::to_string(ref_.tid) + " was already joined");
+    detail::on_done(ref_, new detail::OnDone<R, std::decay_t<F>>(std::forward<F>(f)));
+  }
+
   // wait_for(d) is wait_until(now + d).
   bool wait_for(std::chrono::nanoseconds d) {
     return wait_until(clock::now() + std::chrono::ceil<clock::duration>(d));

@@ -112,6 +112,7 @@ void Engine::recycle(TaskRecord* rec) noexcept {
   rec->tid = invalid_tid;  // stale handles see the mismatch
   rec->state = State::created;
   rec->released = false;
+  rec->detached = false;
   rec->value.clear();
   if (rec->external) delete std::exchange(rec->external, nullptr);
   rec->next_free = free_records_;
@@ -214,6 +215,12 @@ void Engine::finish_current() {
 void Engine::ended(TaskRecord* rec) {
   rec->state = State::finished;
   --live_;
+  // Callbacks first: they read the outcome before any join can take it.
+  while (DoneHook* h = rec->done_hooks) {
+    rec->done_hooks = h->next;
+    h->fire(rec->value, false);
+    delete h;
+  }
   // Its unjoined children can never be joined now.
   while (!rec->finished.empty()) {
     auto& c = static_cast<TaskRecord&>(rec->finished.oldest());
@@ -225,6 +232,10 @@ void Engine::ended(TaskRecord* rec) {
 }
 
 void Engine::child_finished(TaskRecord* c) {
+  if (c->detached) {
+    drop(c);  // nobody joins it; an exception it threw is reported at shutdown
+    return;
+  }
   TaskRecord* p = c->parent;
   --p->live_children;
   if (p->state == State::finished) {

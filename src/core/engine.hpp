@@ -58,6 +58,8 @@ class Engine {
   // Tasks.
   LocalSpawn prepare_local(std::size_t size, std::size_t align, RunFn run);
   TaskRef start_local(TaskRecord* rec);
+  void start_detached(TaskRecord* rec, bool now);
+  void on_done(const TaskRef& ref, DoneHook* hook);
   void abandon_local(const LocalSpawn& spawn) noexcept;
   TaskInfo info_of(const TaskRef& ref) const;
   TaskRecord* join_task(const TaskRef& ref);

@@ -2,6 +2,7 @@
 // that tasks ask for rather than the switching and the loop (engine.cpp).
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include <cos/errors.hpp>
@@ -81,6 +82,41 @@ TaskRecord* Engine::join_among(std::span<const Tid> among, Wait wait) {
   self->among_n = among.size();
   block(WaitKind::join);
   return std::exchange(self->woken_by, nullptr);
+}
+
+// ---- callbacks -------------------------------------------------------------
+
+void Engine::start_detached(TaskRecord* rec, bool now) {
+  rec->tid = next_tid_++;
+  rec->parent = &main_;
+  rec->detached = true;
+  table_.insert(rec->tid, rec);
+  ++live_;
+  if (now && current_ != &loop_) {
+    current_->state = State::ready;
+    ready_.push_front(current_);
+    switch_to(rec);
+  } else {
+    wake(rec);
+  }
+}
+
+void Engine::on_done(const TaskRef& ref, DoneHook* hook) {
+  std::unique_ptr<DoneHook> owned(hook);
+  if (ref.tid == invalid_tid) throw Error("Task::on_done: the handle is invalid (the spawn found no slot)");
+  if (ref.serial != serial_) throw Error("Task::on_done: the task belongs to another scheduler");
+  TaskRecord* rec = ref.rec;
+  if (rec->tid != ref.tid || rec->released) throw Error("Task::on_done: " + task_name(ref.tid) + " was already joined");
+  if (rec->parent != current_) {
+    throw Error("Task::on_done: " + task_name(ref.tid) + " is not a child of " + task_name(current_->tid));
+  }
+  if (rec->state == State::finished) {
+    owned->fire(rec->value, true);
+    return;
+  }
+  DoneHook** tail = &rec->done_hooks;
+  while (*tail) tail = &(*tail)->next;
+  *tail = owned.release();
 }
 
 // ---- waiting without joining --------------------------------------------

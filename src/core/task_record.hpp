@@ -49,7 +49,11 @@ struct TaskRecord : FinishedNode {
   // released: no longer joinable (joined, or its parent ended); the record
   // is recycled once its stack is free and no child points at it.
   bool released = false;
+  // detached: nobody joins it (an on_done callback); its parent is the main
+  // task, which does not count it among its children.
+  bool detached = false;
   std::uint32_t live_children = 0;  // children that have not ended
+  DoneHook* done_hooks = nullptr;   // run when it ends, in order
 
   FinishedSet finished;  // children that ended and wait for a join
 

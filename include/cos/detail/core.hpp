@@ -71,6 +71,25 @@ COS_API void release(const JoinedTask& joined) noexcept;
 // remote_info() is what a joined remote record reports about where it ran.
 COS_API std::unique_ptr<TaskInfo> remote_info(const JoinedTask& joined);
 
+// DoneHook runs when a task ends, in order of addition, before anything can
+// join it: it may read the task's outcome (without taking it). The core
+// deletes it after it ran (or when its scheduler ends first).
+struct DoneHook {
+  DoneHook* next = nullptr;
+  virtual ~DoneHook() = default;
+  // fire() runs the callback; `now`: the task had already ended when the
+  // hook was added (the caller is running), otherwise it ends right now.
+  virtual void fire(const ValueBox& outcome, bool now) noexcept = 0;
+};
+// on_done() adds a hook to the calling task's child; when the child has
+// already ended the hook fires at once. Throws coop::Error for a task that
+// is not the caller's child or was joined.
+COS_API void on_done(const TaskRef& ref, DoneHook* hook);
+// start_detached() starts a prepared local task that nobody joins: its
+// exception is reported at shutdown. With `now` it runs at once (child
+// first); otherwise it waits at the back of the ready queue.
+COS_API void start_detached(const LocalSpawn& spawn, bool now);
+
 // wait_any() yields until one of the calling task's children in refs[0..n)
 // has ended or *deadline passes (nullptr: no limit), without joining it;
 // returns the index of the oldest ended one (a joined one counts), or -1.

@@ -56,6 +56,13 @@ class COS_API ValueBox {
   bool has_error() const { return state_ == State::error; }
   const std::exception_ptr& error() const { return error_; }
 
+  // peek<T>() is the value, left in place, or nullptr when there is none of
+  // that type (an error, or taken).
+  template <class T> const T* peek() const {
+    if (state_ != State::value || (ops_ != &ops_for<T> && ops_->type != typeid(T))) return nullptr;
+    return fits_inline<T> ? std::launder(reinterpret_cast<const T*>(buf_)) : *reinterpret_cast<T* const*>(buf_);
+  }
+
   // take<T>(tid) moves the value out, rethrows the task's exception, or throws
   // coop::Error when T is not the type the task returned or it was taken.
   template <class T> T take(Tid tid) {
