@@ -677,3 +677,232 @@ TEST_CASE("process vm: results carry their Failure across processes and in frame
   std::uint64_t task = 0;
   CHECK_THROWS_AS(decode_result(bytes, task, back), FrameError);
 }
+
+// ---- the processes that a task starts end with its worker -------------------
+
+namespace {
+
+// start_program() starts a program that outlives its direct parent, writes
+// that program's pid to `path`, then does `then`: "block" (sleep 30 s),
+// "abort" (crash the worker) or "return" (give 0 back). `how` is "shell"
+// (system() of `sleep 30 &`: sh's child, left behind when sh exits or
+// waits) or "double_fork" (fork, setsid, fork again: a grandchild in a new
+// session whose parent has exited).
+int start_program(std::string path, std::string how, std::string then) {
+  std::string tmp = path + ".tmp";
+  if (how == "shell") {
+    bool wait = then == "block";
+    std::string cmd = "sleep 30 & echo $! > " + tmp + " && mv " + tmp + " " + path + (wait ? "; wait" : "");
+    if (std::system(cmd.c_str()) != 0 && !wait) return -1;
+  } else {
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::setsid();
+      if (::fork() == 0) {
+        {
+          std::ofstream out(tmp);
+          out << ::getpid() << "\n";
+        }
+        std::rename(tmp.c_str(), path.c_str());
+        ::execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      ::_exit(0);
+    }
+    ::waitpid(child, nullptr, 0);
+  }
+  if (then == "abort") {
+    while (::access(path.c_str(), F_OK) != 0) std::this_thread::sleep_for(1ms);
+    rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+    std::abort();
+  }
+  if (then == "block") std::this_thread::sleep_for(30s);
+  return 0;
+}
+COS_REMOTE(start_program);
+
+// leave_zombie() starts a child that ends at once and does not wait for it.
+int leave_zombie() {
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  std::this_thread::sleep_for(50ms);
+  return static_cast<int>(child);
+}
+COS_REMOTE(leave_zombie);
+
+std::string tree_path() {
+  static int n = 0;
+  std::string path = "/tmp/cos_process_vm_tree_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
+  std::remove(path.c_str());
+  return path;
+}
+
+// program_pid() waits for start_program to write the program's pid.
+int program_pid(const std::string& path, bool running = true) {
+  auto deadline = coop::clock::now() + 10s;
+  int pid = 0;
+  while (pid == 0 && coop::clock::now() < deadline) {
+    std::ifstream in(path);
+    if (!(in >> pid)) std::this_thread::sleep_for(5ms);
+  }
+  std::remove(path.c_str());
+  REQUIRE(pid > 0);
+  if (running) REQUIRE_FALSE(gone(pid));
+  return pid;
+}
+
+// ends_soon() says whether `pid` is gone within a second (it says how long
+// it took when it is not).
+bool ends_soon(int pid) {
+  auto t0 = coop::clock::now();
+  while (!gone(pid) && coop::clock::now() - t0 < 1s) std::this_thread::sleep_for(2ms);
+  bool ended = gone(pid);
+  if (!ended) ::kill(pid, SIGKILL);  // do not leave it behind
+  return ended;
+}
+
+}  // namespace
+
+TEST_CASE("process vm: a timeout ends the programs that the task started") {
+  std::string how = GENERATE(as<std::string>{}, "shell", "double_fork");
+  CAPTURE(how);
+  auto vm = std::make_shared<coop::ProcessVM>(1);
+  std::string path = tree_path();
+  int pid = 0;
+  coop::run(
+      [&] {
+        auto t = coop::spawn(coop::Spawn{.remote = true, .timeout = 300ms}, start_program, path, how,
+                             std::string("block"));
+        pid = program_pid(path);  // the task blocks in its sleep meanwhile
+        CHECK_THROWS_AS(t.join(), coop::Timeout);
+      },
+      coop::Options{.vm = vm});
+  CHECK(ends_soon(pid));
+}
+
+TEST_CASE("process vm: cancel ends the programs that the task started") {
+  std::string how = GENERATE(as<std::string>{}, "shell", "double_fork");
+  CAPTURE(how);
+  coop::ProcessVM vm(1);
+  std::string path = tree_path();
+  auto id = must_start(vm, call("start_program", path, how, std::string("block")));
+  int pid = program_pid(path);
+  vm.cancel(id);
+  CHECK(ends_soon(pid));
+  auto m = vm.receive(5s);
+  REQUIRE(m);
+  CHECK(m->kind == Message::Kind::exit);
+}
+
+TEST_CASE("process vm: a program in a session of its own, whose parent has exited, ends with its task") {
+  // The program is in a session and process group of its own, and its parent
+  // is gone: no process group or session kill reaches it, the tree does.
+  coop::ProcessVM vm(1);
+  std::string path = tree_path();
+  auto id = must_start(vm, call("start_program", path, std::string("double_fork"), std::string("block")));
+  int pid = program_pid(path);
+  CHECK(::getsid(pid) != ::getsid(0));
+  vm.cancel(id);
+  CHECK(ends_soon(pid));
+}
+
+TEST_CASE("process vm: finalize ends the programs that running tasks started") {
+  std::string how = GENERATE(as<std::string>{}, "shell", "double_fork");
+  CAPTURE(how);
+  coop::ProcessVM vm(2);
+  std::string a = tree_path(), b = tree_path();
+  must_start(vm, call("start_program", a, how, std::string("block")));
+  must_start(vm, call("start_program", b, how, std::string("block")));
+  int pa = program_pid(a), pb = program_pid(b);
+  auto t0 = coop::clock::now();
+  vm.finalize();
+  CHECK(coop::clock::now() - t0 < 1s);
+  CHECK(no_children());
+  CHECK(ends_soon(pa));
+  CHECK(ends_soon(pb));
+}
+
+TEST_CASE("process vm: a program that a finished task left running ends when the VM is finalized") {
+  std::string how = GENERATE(as<std::string>{}, "shell", "double_fork");
+  CAPTURE(how);
+  coop::ProcessVM vm(1);
+  std::string path = tree_path();
+  must_start(vm, call("start_program", path, how, std::string("return")));
+  CHECK(value<int>(*vm.receive(10s)) == 0);
+  int pid = program_pid(path);
+  must_start(vm, call("square", 4));  // the worker goes on serving meanwhile
+  CHECK(value<int>(*vm.receive(5s)) == 16);
+  CHECK_FALSE(gone(pid));
+  vm.finalize();
+  CHECK(no_children());
+  CHECK(ends_soon(pid));
+}
+
+TEST_CASE("process vm: a worker that crashes takes the programs its task started with it") {
+  std::string how = GENERATE(as<std::string>{}, "shell", "double_fork");
+  CAPTURE(how);
+  coop::ProcessVM vm(1);
+  std::string path = tree_path();
+  auto id = must_start(vm, call("start_program", path, how, std::string("abort")));
+  auto m = vm.receive(10s);
+  REQUIRE(m);
+  CHECK(m->kind == Message::Kind::worker_lost);
+  CHECK(m->task == id);
+  CHECK(m->reason.find("SIGABRT") != std::string::npos);  // the worker's own status, not the keeper's
+  int pid = program_pid(path, false);  // written before the abort (it may be gone already)
+  CHECK(ends_soon(pid));
+  must_start(vm, call("square", 5));  // replaced
+  CHECK(value<int>(*vm.receive(5s)) == 25);
+}
+
+TEST_CASE("process vm: the programs of a task end when its worker is killed from outside") {
+  coop::ProcessVM vm(1);
+  std::string path = tree_path();
+  must_start(vm, call("start_program", path, std::string("double_fork"), std::string("block")));
+  int pid = program_pid(path);
+  REQUIRE(::kill(vm.worker_pids()[0], SIGKILL) == 0);
+  auto m = vm.receive(10s);
+  REQUIRE(m);
+  CHECK(m->kind == Message::Kind::worker_lost);
+  CHECK(m->reason.find("SIGKILL") != std::string::npos);
+  CHECK(ends_soon(pid));
+}
+
+TEST_CASE("process vm: the programs of a task end when the spawner is killed") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::string path = tree_path();
+  std::fflush(nullptr);
+  pid_t spawner = ::fork();
+  REQUIRE(spawner >= 0);
+  if (spawner == 0) {
+    ::close(fds[0]);
+    try {
+      coop::ProcessVM vm(1);
+      (void)vm.start(call("start_program", path, std::string("double_fork"), std::string("block")), std::nullopt);
+      char one = 1;
+      [[maybe_unused]] auto n = ::write(fds[1], &one, 1);
+      for (;;) ::pause();
+    } catch (...) {
+      ::_exit(3);
+    }
+  }
+  ::close(fds[1]);
+  char one = 0;
+  REQUIRE(::read(fds[0], &one, 1) == 1);
+  ::close(fds[0]);
+  int pid = program_pid(path);
+  REQUIRE(::kill(spawner, SIGKILL) == 0);
+  REQUIRE(::waitpid(spawner, nullptr, 0) == spawner);
+  CHECK(ends_soon(pid));
+}
+
+TEST_CASE("process vm: a worker reaps the children its tasks left unwaited once they return") {
+  coop::ProcessVM vm(1);
+  must_start(vm, call("leave_zombie"));
+  int child = value<int>(*vm.receive(5s));
+  REQUIRE(child > 0);
+  // Reaped, not a zombie: /proc has no trace of it.
+  CHECK(::access(("/proc/" + std::to_string(child)).c_str(), F_OK) != 0);
+}

@@ -24,9 +24,26 @@ namespace coop {
 // the replacement is ready, so the slot is free when it is received. Workers
 // exit when the VM is finalized or destroyed, and when the spawner dies
 // (they get SIGKILL from the kernel); they survive SIGINT (Ctrl-C is the
-// spawner's to handle; programs that a task runs get it as usual). Processes
-// that a task starts are its own business: killing a worker does not end
-// them. What a worker writes to stdout and stderr goes to the spawner's, a
+// spawner's to handle; programs that a task runs get it as usual).
+//
+// Processes that a task starts (fork, system(), popen, also ones that start
+// a session of their own or double-fork) end with its worker: the process
+// the spawner starts for a slot is a small keeper, a child subreaper
+// (PR_SET_CHILD_SUBREAPER) whose one child is the worker that serves, so
+// every descendant of a task stays below it, orphans included. A timeout, a
+// cancel, finalize() or a lost worker freezes that whole tree (SIGSTOP, so
+// nothing forks away) and kills it (SIGKILL); a worker that crashes or is
+// killed from outside is noticed by its keeper, which kills and reaps the
+// tree and only then ends, with the worker's status; when the spawner dies
+// the keeper gets SIGTERM and does the same. Programs a task leaves running
+// after it returns go on while the worker serves, and end with it. The
+// worker reaps the children a task did not wait for once the task returns
+// (never while it runs). Only a process that leaves the tree by other
+// means (asks a daemon such as systemd or at to start it, or whose keeper
+// is SIGKILLed from outside) escapes. Nothing of this costs a task that
+// returns: the tree is walked (in /proc) only when a worker is ended.
+//
+// What a worker writes to stdout and stderr goes to the spawner's, a
 // line at a time, and is kept per task in Message::output.
 //
 // Calls go to a worker on a socket, results come back on a pipe; the
@@ -89,7 +106,8 @@ class COS_API ProcessVM final : public VM {
   // host_of() is the host a task was started on; throws coop::Error for an
   // id this VM never gave out. Never blocks.
   HostId host_of(const TaskId& task) const override;
-  // cancel() kills the worker running `task` (SIGKILL) and replaces it; an
+  // cancel() kills the worker running `task` (SIGKILL), with every process
+  // its task started, and replaces it; an
   // `exit` message follows once the new worker is ready. Blocks only until
   // the killed worker is reaped (SIGKILL acts at once, also on a stopped
   // process) and its replacement forked; it does not wait for the hello.
@@ -102,7 +120,8 @@ class COS_API ProcessVM final : public VM {
   // Idempotent; afterwards the VM has no slots.
   void finalize() override;
 
-  // worker_pids() are the process ids of the current workers, in slot order.
+  // worker_pids() are the process ids of the current workers (the processes
+  // that run tasks; a worker still starting shows its keeper), in slot order.
   // For diagnostics and tests only (a pid changes whenever a worker is
   // replaced). Never blocks.
   std::vector<int> worker_pids() const;

@@ -26,3 +26,18 @@ COS_API bool write_all(int fd, std::string_view bytes, bool socket = false) noex
 COS_API std::string errno_text(const char* what);
 
 }  // namespace coop::posix
+
+namespace coop::posix {
+
+// kill_tree() ends the process tree under `root`: it stops (SIGSTOP) every
+// descendant it finds by walking /proc/<pid>/task/*/children (or, on
+// kernels without that file, the parent ids of /proc/*/stat), walking again
+// until a pass finds nothing new, so that none can fork away meanwhile, and
+// then SIGKILLs them all. With `include_root` the root is stopped first and
+// killed last; without, the root is left alone (a subreaper cleaning up
+// below itself: its orphans come back to it, and later passes find them).
+// Returns how many processes it killed (the root included). Does not wait
+// for them: their parents (or the subreaper, or init) reap them.
+COS_API int kill_tree(int root, bool include_root) noexcept;
+
+}  // namespace coop::posix

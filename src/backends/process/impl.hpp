@@ -50,7 +50,11 @@ struct Slot {
   std::size_t host = 0;
   State state = State::down;
   std::uint64_t generation = 0;
-  pid_t pid = -1;
+  // The process the spawner started is a keeper (a child subreaper, see
+  // worker.cpp) whose child, `worker`, serves; every process a task starts
+  // stays below the keeper, and dies with the worker.
+  pid_t pid = -1;     // the keeper: the spawner's child, waited for
+  pid_t worker = -1;  // the worker that serves (its hello said so)
   int calls = -1;    // call socket (non-blocking on this side): calls to the worker
   int results = -1;  // result pipe: hello and results from the worker
   int out = -1;      // the worker's stdout
@@ -121,7 +125,7 @@ struct ProcessVM::Impl {
   void spawn(Slot& s);
   void replace(Slot& s);
   void start_failed(Slot& s, const std::string& why);
-  std::string reap(Slot& s);
+  std::string reap(Slot& s, std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   void lose(Slot& s, std::string why);
   void check_start_deadlines();
   void shutdown();

@@ -216,7 +216,7 @@ void ProcessVM::finalize() {
 std::vector<int> ProcessVM::worker_pids() const {
   std::vector<int> pids;
   for (const Slot& s : impl_->slots) {
-    if (s.pid > 0) pids.push_back(s.pid);
+    if (s.pid > 0) pids.push_back(s.worker > 0 ? s.worker : s.pid);
   }
   return pids;
 }

@@ -41,7 +41,8 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
     switch (f.kind) {
       case FrameKind::hello: {
         auto pid = detail::decode_hello(f.payload);
-        if (s.state != State::starting || pid != s.pid) throw FrameError("coop: unexpected hello frame");
+        if (s.state != State::starting || pid <= 0 || pid == s.pid) throw FrameError("coop: unexpected hello frame");
+        s.worker = static_cast<pid_t>(pid);
         s.state = State::idle;
         s.failed_starts = 0;
         if (s.pending) {

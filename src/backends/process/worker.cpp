@@ -2,7 +2,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,6 +57,80 @@ bool parse(const char* spec, int& fd, int& results, long& parent) {
   return true;
 }
 
+// keep() is the keeper: the process that the spawner started, a child
+// subreaper, whose only child is the worker that serves (see
+// serve_as_worker). Every process that a task starts stays below it, even
+// one that starts a new session or double-forks: orphans come back to the
+// keeper, which reaps them. When the worker ends (a crash, _Exit, a kill
+// from outside, or its clean exit at finalize), or the spawner dies
+// (PR_SET_PDEATHSIG gives the keeper SIGTERM), or someone sends the keeper
+// SIGTERM or SIGHUP, the keeper kills everything below itself, reaps it,
+// and ends the way the worker ended, so the spawner reads the worker's
+// status. It keeps the result pipe open until then, so the spawner sees the
+// worker's end only once the tree is gone. All signals are blocked here
+// (Ctrl-C included); it only waits for SIGCHLD, SIGTERM and SIGHUP.
+[[noreturn]] void keep(pid_t worker, long parent, int calls) {
+  ::close(calls);  // a dead worker's call socket breaks at once
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sigset_t wake;
+  sigemptyset(&wake);
+  sigaddset(&wake, SIGCHLD);
+  sigaddset(&wake, SIGTERM);
+  sigaddset(&wake, SIGHUP);
+  int status = 0;
+  bool worker_ended = false;
+  int quit = ::getppid() == static_cast<pid_t>(parent) ? 0 : SIGTERM;  // the spawner died before the prctl
+  while (!quit && !worker_ended) {
+    int st = 0;
+    pid_t r;
+    while ((r = ::waitpid(-1, &st, WNOHANG)) > 0) {
+      if (r == worker) {
+        status = st;
+        worker_ended = true;
+      }
+    }
+    if (worker_ended) break;
+    siginfo_t info;
+    int sig = ::sigwaitinfo(&wake, &info);
+    if (sig == SIGTERM || sig == SIGHUP) quit = sig;
+  }
+  // End the tree below: kill what is there, reap, and look again (a
+  // process that ended hands its children to us), until nothing is left.
+  for (;;) {
+    posix::kill_tree(::getpid(), false);
+    int st = 0;
+    pid_t r = ::waitpid(-1, &st, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) break;  // ECHILD: nothing left
+    if (r == worker && !worker_ended) {
+      status = st;
+      worker_ended = true;
+    }
+  }
+  int sig = quit ? quit : WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  if (sig) {
+    rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);  // the worker had its own say on a core file
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    ::sigprocmask(SIG_UNBLOCK, &one, nullptr);
+    ::_exit(128 + sig);
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+// reap_orphans() reaps the task's children that ended and that it did not
+// wait for, once it has returned (never while it runs: a child it waits
+// for keeps its status). One waitpid when there are none.
+void reap_orphans() {
+  int st = 0;
+  while (::waitpid(-1, &st, WNOHANG) > 0) {
+  }
+}
+
 }  // namespace
 
 void serve_as_worker(const char* spec) {
@@ -73,6 +150,23 @@ void serve_as_worker(const char* spec) {
   ::unsetenv(worker_env);
   if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the call socket is not open");
   if (::fcntl(results, F_SETFD, FD_CLOEXEC) != 0) die(2, "the result pipe is not open");
+  // Split into a keeper (this process, the spawner's child: a subreaper
+  // that ends the task's process tree when the worker ends, see keep()) and
+  // the worker that serves (its child). This runs in coop::init, before the
+  // program has done anything, so the fork copies a process that has no
+  // other threads (unless static initializers started some).
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) die(71, std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + std::strerror(errno));
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t keeper = ::getpid();
+  pid_t worker = ::fork();
+  if (worker < 0) die(71, std::string("fork: ") + std::strerror(errno));
+  if (worker > 0) keep(worker, parent, fd);
+  // The worker ends with its keeper (killed from outside, or by the spawner).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != keeper) std::_Exit(1);
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
   // Ctrl-C in a terminal reaches the whole process group: let the spawner
   // decide (if it dies of it, PR_SET_PDEATHSIG ends this process too). A
   // handler rather than SIG_IGN, because exec resets a handler but keeps an
@@ -115,6 +209,7 @@ void serve_as_worker(const char* spec) {
       die(70, e.what());
     }
     Message result = execute(call);
+    reap_orphans();
     flush_output();
     std::string reply;
     try {

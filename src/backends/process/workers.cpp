@@ -186,22 +186,33 @@ void ProcessVM::Impl::spawn(Slot& s) {
   s.pidfd = posix::open_pidfd(pid);
 }
 
-// reap() ends the worker of `s` (if it still runs), waits for it, closes its
-// descriptors and says how it ended.
-std::string ProcessVM::Impl::reap(Slot& s) {
+// reap() ends the worker of `s` (if it still runs) with every process below
+// its keeper, waits for the keeper, closes its descriptors and says how the
+// worker ended. A keeper that has not ended yet gets `grace` to do so on its
+// own (it ends the tree itself when its worker died), then the whole tree is
+// frozen and killed (posix::kill_tree). Only this path walks /proc: a task
+// that returns costs nothing of it.
+std::string ProcessVM::Impl::reap(Slot& s, std::chrono::milliseconds grace) {
   std::string how = "ended";
   if (s.pid > 0) {
-    // SIGKILL does not change the status of a process that has already
-    // begun to exit, so a crash still reads as a crash.
-    ::kill(s.pid, SIGKILL);
     int status = 0;
-    pid_t r;
-    do {
-      r = ::waitpid(s.pid, &status, 0);
-    } while (r < 0 && errno == EINTR);
+    pid_t r = ::waitpid(s.pid, &status, WNOHANG);
+    if (r == 0 && grace > 0ms && s.pidfd >= 0) {
+      pollfd p{s.pidfd, POLLIN, 0};
+      while (::poll(&p, 1, static_cast<int>(grace.count())) < 0 && errno == EINTR) {
+      }
+      r = ::waitpid(s.pid, &status, WNOHANG);
+    }
+    if (r == 0) {
+      posix::kill_tree(s.pid, true);
+      do {
+        r = ::waitpid(s.pid, &status, 0);
+      } while (r < 0 && errno == EINTR);
+    }
     how = r == s.pid ? posix::describe_status(status) : "ended (its exit status is unknown)";
   }
   s.pid = -1;
+  s.worker = -1;
   close_fd(s.calls);
   close_fd(s.results);
   close_fd(s.out);
@@ -269,8 +280,10 @@ void ProcessVM::Impl::lose(Slot& s, std::string why) {
   drain(s, Source::out);
   drain(s, Source::err);
   flush_partial_lines(s);
-  pid_t pid = s.pid;
-  std::string how = reap(s);
+  pid_t pid = s.worker > 0 ? s.worker : s.pid;
+  // A worker that ended on its own: its keeper ends the tree below and then
+  // itself, with the worker's status; give it a moment to.
+  std::string how = reap(s, why.empty() ? 200ms : 0ms);
   std::string reason = why.empty() ? "worker " + std::to_string(pid) + " " + how
                                    : why + " (worker " + std::to_string(pid) + " killed)";
   switch (s.state) {
@@ -309,7 +322,7 @@ void ProcessVM::Impl::check_start_deadlines() {
       drain(s, Source::out);
       drain(s, Source::err);
       flush_partial_lines(s);
-      pid_t pid = s.pid;
+      pid_t pid = s.worker > 0 ? s.worker : s.pid;
       reap(s);
       start_failed(s, "worker " + std::to_string(pid) + " was not ready within " +
                           detail::seconds_text(start_timeout) +
@@ -329,7 +342,7 @@ void ProcessVM::Impl::shutdown() {
       ::shutdown(s.calls, SHUT_WR);
       leaving.push_back(&s);
     } else {
-      ::kill(s.pid, SIGKILL);
+      posix::kill_tree(s.pid, true);
     }
   }
   // Wait (in poll, not spinning) for the idle ones to close their end.
@@ -363,6 +376,7 @@ void ProcessVM::Impl::shutdown() {
       while (::waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
       }
       s->pid = -1;
+      s->worker = -1;
     }
     leaving = std::move(still);
   }
