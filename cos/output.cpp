@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -79,8 +80,42 @@ std::string read_file(const std::string& path, bool& exists) {
 // The fixed columns a results header must have, in this order after the parameters.
 const std::vector<std::string> fixed_after = {"status", "exit", "signal", "duration", "host", "attempts"};
 
+// mark_done() takes a successful row of point `point` with `values`: true
+// when it is kept (the first row of a point of this sweep), false for a
+// second row of a point.
+bool mark_done(Previous& prev, const std::string& path, std::size_t line, const std::string& point,
+               const std::vector<std::string>& values, const std::vector<std::string>& names,
+               const PointOf& points) {
+  std::size_t p = 0;
+  auto [end, ec] = std::from_chars(point.data(), point.data() + point.size(), p);
+  bool number = ec == std::errc() && end == point.data() + point.size();
+  if (!number || p >= points.total) {
+    throw UsageError("--resume: line " + std::to_string(line) + " of " + path + " is point " + point +
+                     ", which this sweep of " + std::to_string(points.total) +
+                     " points does not have: the file holds the results of another sweep; give another "
+                     "--out file, or run without --resume to start over");
+  }
+  std::vector<std::string> ours = points.values(p);
+  if (ours != values) {
+    std::string theirs_text, ours_text;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      theirs_text += (i ? ", " : "") + names[i] + "=" + values[i];
+      ours_text += (i ? ", " : "") + names[i] + "=" + ours[i];
+    }
+    throw UsageError("--resume: line " + std::to_string(line) + " of " + path + " is point " + point + " with " +
+                     theirs_text + ", but point " + point + " of this sweep is " + ours_text +
+                     ": the file holds the results of another sweep; give another --out file, or run without "
+                     "--resume to start over");
+  }
+  if (prev.done.size() < points.total) prev.done.resize(points.total);
+  if (prev.done[p]) return false;
+  prev.done[p] = true;
+  ++prev.done_count;
+  return true;
+}
+
 Previous read_previous_csv(const std::string& path, const std::string& text,
-                           const std::vector<std::string>& names) {
+                           const std::vector<std::string>& names, const PointOf& points) {
   Previous prev;
   prev.exists = true;
   CsvText csv = parse_csv(text, false);
@@ -115,12 +150,12 @@ Previous read_previous_csv(const std::string& path, const std::string& text,
       ++prev.failed_rows;
       continue;
     }
-    std::vector<std::string> key;
-    for (std::size_t c : column_of) key.push_back(canonical_value(rec.fields[c]));
-    prev.done.insert(std::move(key));
-    rows.append(text, rec.begin, rec.end - rec.begin);
+    std::vector<std::string> values;
+    for (std::size_t c : column_of) values.push_back(rec.fields[c]);
+    if (mark_done(prev, path, rec.line, rec.fields.front(), values, names, points))
+      rows.append(text, rec.begin, rec.end - rec.begin);
   }
-  if (!prev.done.empty()) {
+  if (prev.done_count) {
     // Without a successful row, the header (and its result columns) is
     // written afresh from the first success of this run.
     const CsvRecord& h = csv.records.front();
@@ -132,7 +167,7 @@ Previous read_previous_csv(const std::string& path, const std::string& text,
 }
 
 Previous read_previous_jsonl(const std::string& path, const std::string& text,
-                             const std::vector<std::string>& names) {
+                             const std::vector<std::string>& names, const PointOf& points) {
   Previous prev;
   prev.exists = true;
   std::size_t complete = text.rfind('\n');
@@ -162,13 +197,15 @@ Previous read_previous_jsonl(const std::string& path, const std::string& text,
       ++prev.failed_rows;
       continue;
     }
-    std::vector<std::string> key;
+    std::vector<std::string> values;
     for (const auto& n : names) {
       const json& v = row[n];
-      key.push_back(canonical_value(v.is_string() ? v.get<std::string>() : dump(v)));
+      values.push_back(v.is_string() ? v.get<std::string>() : dump(v));
     }
-    prev.done.insert(std::move(key));
-    prev.kept.append(text, begin, pos - begin);
+    const json& point = row["point"];
+    if (mark_done(prev, path, line_no, point.is_string() ? point.get<std::string>() : dump(point), values, names,
+                  points))
+      prev.kept.append(text, begin, pos - begin);
   }
   prev.unchanged = prev.kept.size() == text.size();
   return prev;
@@ -219,12 +256,15 @@ json result_fields(const std::string& last_line, const std::vector<std::string>&
   return out;
 }
 
-Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names) {
+Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names,
+                       const PointOf& points) {
   Previous prev;
   std::string text = read_file(path, prev.exists);
   if (!prev.exists) return prev;
-  return format == Format::csv ? read_previous_csv(path, text, names)
-                               : read_previous_jsonl(path, text, names);
+  prev = format == Format::csv ? read_previous_csv(path, text, names, points)
+                               : read_previous_jsonl(path, text, names, points);
+  prev.done.resize(points.total);
+  return prev;
 }
 
 std::unique_ptr<ResultsWriter> ResultsWriter::open(const std::string& path, Format format,

@@ -44,9 +44,10 @@ nlohmann::ordered_json result_fields(const std::string& last_line, const std::ve
 // Previous is what --resume found in an existing results file.
 struct Previous {
   bool exists = false;
-  // done: the parameter values (canonical_value, in the sweep's order) of
-  // every point that finished successfully, one entry per row.
-  std::multiset<std::vector<std::string>> done;
+  // done: by point number, the points of this sweep that finished
+  // successfully (a row whose point number and exact values are that point's).
+  std::vector<bool> done;
+  std::size_t done_count = 0;
   std::string kept;                 // the header and successful rows, byte for byte
   std::vector<std::string> header;  // CSV: the columns of the kept header (empty: write a new one)
   std::size_t failed_rows = 0;      // rows of failed points, dropped to be run again
@@ -54,10 +55,21 @@ struct Previous {
   bool unchanged = false;           // kept is the whole file
 };
 
+// PointOf gives the values (exact text, in the order of the sweep's names) of
+// point `point` of the sweep, which has `total` points.
+struct PointOf {
+  std::size_t total = 0;
+  std::function<std::vector<std::string>(std::size_t point)> values;
+};
+
 // read_previous() reads the results file `path` for --resume. A missing or
-// empty file is no previous run. Throws UsageError when the file is not a
-// results file of cos sweep, or holds other parameters than `names`.
-Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names);
+// empty file is no previous run. A successful row counts as done only when
+// its point number is a point of this sweep and its values are that point's,
+// text for text; a second row of a point is dropped. Throws UsageError when
+// the file is not a results file of cos sweep, holds other parameters than
+// `names`, or has a successful row that is no point of this sweep.
+Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names,
+                       const PointOf& points);
 
 // ResultsWriter writes rows as points finish, each row with a single
 // write() of a whole line, so that a sweep killed at any moment leaves only

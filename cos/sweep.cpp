@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <unordered_map>
 
 #include <cos/dispatch.hpp>
 #include <cos/errors.hpp>
@@ -97,8 +98,11 @@ class Sweep {
   Format format_ = Format::csv;
   std::optional<std::chrono::nanoseconds> timeout_;
 
-  std::vector<std::size_t> to_run_;  // the points to run, in order; a job's index is its place here
-  std::size_t next_ = 0;             // the next of to_run_ to make a job of
+  std::vector<bool> done_;              // by point number: done before, not to run
+  std::size_t to_run_count_ = 0;        // the points not done before
+  std::size_t next_ = 0;                // the next point number to consider for a job
+  std::size_t jobs_ = 0;                // the jobs made so far; a job's index is its place among them
+  std::unordered_map<std::size_t, std::size_t> point_of_job_;  // the point of each job not yet finished
   std::size_t already_done_ = 0;
   std::unique_ptr<ResultsWriter> writer_;
   std::unique_ptr<ProgressBar> progress_;
@@ -137,27 +141,19 @@ void Sweep::prepare() {
   }
 
   Previous previous;
-  if (opt_.resume) previous = read_previous(opt_.out, format_, points_.names);
-  for (std::size_t i = 0; i < points_.rows.size(); ++i) {
-    std::vector<std::string> key;
-    for (const auto& v : points_.rows[i]) key.push_back(canonical_value(v));
-    auto it = previous.done.find(key);
-    if (it != previous.done.end()) {
-      previous.done.erase(it);
-      ++already_done_;
-    } else {
-      to_run_.push_back(i);
-    }
+  if (opt_.resume) {
+    previous = read_previous(opt_.out, format_, points_.names,
+                             PointOf{points_.rows.size(), [this](std::size_t p) { return points_.rows[p]; }});
   }
-  if (opt_.resume && previous.exists && !previous.done.empty()) {
-    warn(opt_.out + " has " + std::to_string(previous.done.size()) +
-         " successful rows for points that are not in this sweep; they are kept");
-  }
+  done_ = std::move(previous.done);
+  done_.resize(points_.rows.size());
+  already_done_ = previous.done_count;
+  to_run_count_ = points_.rows.size() - already_done_;
   for (const auto& name : command_.unused())
     warn("COMMAND does not use the parameter " + name + " ({" + name + "})");
 
   bool progress_on = opt_.progress.value_or(ProgressBar::stderr_is_terminal());
-  progress_ = std::make_unique<ProgressBar>(progress_on, to_run_.size());
+  progress_ = std::make_unique<ProgressBar>(progress_on, to_run_count_);
   ProgressBar* progress = progress_.get();
   writer_ = ResultsWriter::open(
       opt_.out, format_, points_.names, opt_.resume ? &previous : nullptr, [progress] { progress->clear(); },
@@ -171,8 +167,11 @@ void Sweep::prepare() {
 }
 
 std::optional<Job<CommandRun>> Sweep::next_job() {
-  if (next_ == to_run_.size()) return std::nullopt;
-  return coop::job(run_command, command_.substitute(points_.rows[to_run_[next_++]]));
+  while (next_ < done_.size() && done_[next_]) ++next_;
+  if (next_ == done_.size()) return std::nullopt;
+  std::size_t point = next_++;
+  point_of_job_[jobs_++] = point;
+  return coop::job(run_command, command_.substitute(points_.rows[point]));
 }
 
 // collect() is the dispatch's collector. A ticker beside it redraws the
@@ -261,7 +260,7 @@ Row Sweep::row_of(Result<CommandRun>& r, std::size_t point, bool& cancelled) con
 // finished() takes one attempt at one point: its trace event, then a retry
 // or its row.
 void Sweep::finished(Stream<CommandRun>& results, Result<CommandRun>& r) {
-  std::size_t point = to_run_[r.index];
+  std::size_t point = point_of_job_.at(r.index);
   // A task that timed out or was cancelled ended when it was received, not on its slot.
   const Timing& t = r.timing;
   clock::time_point received = t.received != clock::time_point{} ? t.received : clock::now();
@@ -279,9 +278,11 @@ void Sweep::finished(Stream<CommandRun>& results, Result<CommandRun>& r) {
                               row.values});
   if (interrupted) {
     ++interrupted_;
+    point_of_job_.erase(r.index);
     return;
   }
   if (row.status != "ok" && r.attempt <= opt_.retries && !stopping_ && results.retry(r)) return;
+  point_of_job_.erase(r.index);
   (row.status == "ok" ? ok_ : failed_)++;
   writer_->write(row);
 }
@@ -311,8 +312,8 @@ int Sweep::run() {
   install_stop_handlers();
   int slots = 0;
   clock::time_point origin = clock::now();
-  if (!to_run_.empty()) {
-    std::shared_ptr<VM> vm = make_vm(opt_, to_run_.size());
+  if (to_run_count_) {
+    std::shared_ptr<VM> vm = make_vm(opt_, to_run_count_);
     slots = vm->slots();
     start_ = origin = clock::now();
     std::exception_ptr error;

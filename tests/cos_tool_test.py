@@ -380,6 +380,21 @@ def interrupt():
     check("interrupted" in err and "8 not run" in err, "summary", err)
 
 
+@case
+def resume_exact_values():
+    """--resume tells points by their exact text and place: 1.10 and 1.1 are two points, each run once."""
+    args = ["--param", "ver=1.10,1.1", "--slots", "1", "--out", "r.csv", "--",
+            "sh", "-c", "[ {ver} = 1.10 ] && echo {ver}"]
+    sweep(args, expect=1)
+    first = rows_of(open("r.csv").read())
+    check(sorted((r["ver"], r["status"]) for r in first) == [("1.1", "failed"), ("1.10", "ok")], "first run", first)
+    _, err, _ = sweep(["--resume"] + args[:-1] + ["echo {ver}"])
+    rows = rows_of(open("r.csv").read())
+    check(sorted((r["point"], r["ver"], r["status"]) for r in rows) == [("0", "1.10", "ok"), ("1", "1.1", "ok")],
+          "each point once, both ok", rows)
+    check("(1 done before)" in err, "one kept", err)
+
+
 # --- bad input -------------------------------------------------------------
 
 def bad(args, pattern):
