@@ -14,6 +14,9 @@ namespace coop::tool {
 struct Parameter {
   std::string name;
   std::vector<std::string> values;
+
+  std::size_t size() const { return values.size(); }
+  const std::string& value(std::size_t i) const { return values[i]; }
 };
 
 // parse_param() reads "NAME=V1,V2,..." or "NAME=START:STOP:STEP" (a numeric

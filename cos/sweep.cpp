@@ -25,6 +25,7 @@
 #include "params.hpp"
 #include "posix/text.hpp"
 #include "run_command.hpp"
+#include "run_record.hpp"
 #include "trace.hpp"
 #include "units.hpp"
 #include "usage.hpp"
@@ -79,8 +80,8 @@ double seconds(clock::duration d) { return std::chrono::duration<double>(d).coun
 // VM make_vm() gives, with a collector that writes each row as it arrives.
 class Sweep {
  public:
-  Sweep(const SweepOptions& opt, Points points, CommandTemplate command)
-      : opt_(opt), points_(std::move(points)), command_(std::move(command)) {}
+  Sweep(const SweepOptions& opt, Points points, CommandTemplate command, nlohmann::ordered_json identity)
+      : opt_(opt), points_(std::move(points)), command_(std::move(command)), identity_(std::move(identity)) {}
   int run();
 
  private:
@@ -95,6 +96,8 @@ class Sweep {
   const SweepOptions& opt_;
   Points points_;
   CommandTemplate command_;
+  nlohmann::ordered_json identity_;  // which sweep this is, for the record beside --out
+  std::unique_ptr<RunRecord> record_;
   Format format_ = Format::csv;
   std::optional<std::chrono::nanoseconds> timeout_;
 
@@ -140,11 +143,25 @@ void Sweep::prepare() {
       throw UsageError("--trace " + opt_.trace + ": cannot write it (" + std::strerror(errno) + ")");
   }
 
+  if (to_file) {
+    record_ = std::make_unique<RunRecord>(opt_.out);
+    struct stat st {};
+    bool has_results = ::stat(opt_.out.c_str(), &st) == 0 && st.st_size > 0;
+    if (opt_.resume && has_results) {
+      if (record_->recorded().is_null()) {
+        warn(opt_.out + " has no record of its sweep (" + record_path(opt_.out) +
+             "): its rows are checked point by point");
+      }
+      std::string command_changed = record_->check_same_sweep(identity_);
+      if (!command_changed.empty()) warn(command_changed);
+    }
+  }
   Previous previous;
   if (opt_.resume) {
     previous = read_previous(opt_.out, format_, points_.names,
                              PointOf{points_.rows.size(), [this](std::size_t p) { return points_.rows[p]; }});
   }
+  if (record_) record_->write(identity_);
   done_ = std::move(previous.done);
   done_.resize(points_.rows.size());
   already_done_ = previous.done_count;
@@ -357,7 +374,9 @@ int run_sweep(const SweepOptions& opt) {
     }
     Points points = make_points(params, opt.zip, file);
     CommandTemplate command(opt.command, points.names);
-    Sweep sweep(opt, std::move(points), std::move(command));
+    nlohmann::ordered_json identity =
+        sweep_identity(opt.params, params, opt.zip, opt.points_file, file, points.names, opt.command);
+    Sweep sweep(opt, std::move(points), std::move(command), std::move(identity));
     return sweep.run();
   } catch (const UsageError& e) {
     std::fprintf(stderr, "cos sweep: %s\nRun with --help for more information.\n", e.what());

@@ -395,6 +395,26 @@ def resume_exact_values():
     check("(1 done before)" in err, "one kept", err)
 
 
+@case
+def resume_other_grid():
+    """--resume over the results of another grid with the same names is exit 2, saying what differs."""
+    sweep(["--param", "x=1,2", "--out", "r.csv", "--", "echo", "{x}"])
+    before = open("r.csv").read()
+    bad(["--resume", "--param", "x=3,4", "--out", "r.csv", "--", "echo", "{x}"],
+        r"r.csv holds the results of another sweep: --param x=1,2 is now --param x=3,4")
+    bad(["--resume", "--param", "x=1,2", "--param", "y=1", "--out", "r.csv", "--", "echo", "{x}{y}"],
+        r"other parameters \(x\), not of this one \(x, y\)")
+    check(open("r.csv").read() == before, "the results are left alone")
+    # Another command is how failed points are fixed: a warning, not a refusal.
+    _, err, _ = sweep(["--resume", "--param", "x=1,2", "--out", "r.csv", "--", "echo", "v{x}"])
+    check("its command was 'echo {x}', now 'echo v{x}'" in err, "says the command changed", err)
+    sweep(["--param", "x=1,2", "--out", "r.jsonl", "--", "echo", "{x}"])
+    bad(["--resume", "--param", "x=2,1", "--out", "r.jsonl", "--", "echo", "{x}"],
+        r"r.jsonl holds the results of another sweep: --param x=1,2 is now --param x=2,1")
+    _, err, _ = sweep(["--resume", "--param", "x=1:2:1", "--out", "r.jsonl", "--", "echo", "{x}"])
+    check("2 done before" in err, "the same grid written another way resumes", err)
+
+
 # --- bad input -------------------------------------------------------------
 
 def bad(args, pattern):
