@@ -1,6 +1,7 @@
 #include "run_record.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,17 @@ class Digest {
  private:
   std::uint64_t h_ = 0xcbf29ce484222325ULL;
 };
+
+std::string read_all(int fd) {
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()));
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  return text;
+}
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -100,15 +112,32 @@ RunRecord::RunRecord(const std::string& out) : out_(out), path_(record_path(out)
   if (fd_ < 0) {
     throw UsageError("--out " + out + ": cannot open its record " + path_ + " (" + std::strerror(errno) + ")");
   }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::pread(fd_, buf, sizeof buf, static_cast<off_t>(text.size()));
-    if (n <= 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    if (e != EWOULDBLOCK) {
+      throw UsageError("--out " + out + ": cannot lock its record " + path_ + " (" + std::strerror(e) + ")");
+    }
+    // The sweep that holds the lock writes its pid as soon as it has it.
+    std::string pid;
+    for (int i = 0; i < 50 && pid.empty(); ++i) {
+      json j = json::parse(read_all(fd_), nullptr, false);
+      if (j.is_object() && j.contains("pid") && j["pid"].is_number_integer()) {
+        std::string p = std::to_string(j["pid"].get<long long>());
+        if (::access(("/proc/" + p).c_str(), F_OK) == 0) pid = p;
+      }
+      if (pid.empty()) ::usleep(10'000);
+    }
+    throw UsageError("--out " + out + ": another cos sweep is writing it (" +
+                     (pid.empty() ? std::string("its pid is not known yet") : "pid " + pid) +
+                     "; it holds the lock on " + path_ + "): wait for it to end, or give another --out file");
   }
-  json j = json::parse(text, nullptr, false);
+  json j = json::parse(read_all(fd_), nullptr, false);
   if (j.is_object() && j.contains("digest")) recorded_ = std::move(j);
+  // Say at once who holds the lock, keeping what the record says until the
+  // sweep has checked it.
+  json with_pid = recorded_.is_null() ? json::object() : recorded_;
+  with_pid["pid"] = static_cast<long long>(::getpid());
+  replace(dump(with_pid) + "\n");
 }
 
 RunRecord::~RunRecord() {
@@ -180,8 +209,14 @@ std::string RunRecord::check_same_sweep(const json& ours) const {
 void RunRecord::write(const json& identity) {
   json j = identity;
   j["pid"] = static_cast<long long>(::getpid());
-  std::string text = dump(j) + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+  replace(dump(j) + "\n");
+}
+
+void RunRecord::replace(const std::string& text) {
+  // Written over in place: the lock is on this open file, so it cannot be
+  // replaced by a rename.
+  if (::pwrite(fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
+      ::ftruncate(fd_, static_cast<off_t>(text.size())) != 0) {
     throw UsageError("--out " + out_ + ": cannot write its record " + path_ + " (" + std::strerror(errno) + ")");
   }
 }

@@ -29,9 +29,14 @@ nlohmann::ordered_json sweep_identity(const std::vector<std::string>& specs, con
 std::string record_path(const std::string& out);
 
 // RunRecord is the open record of a results file, for the life of a sweep.
+// It holds an exclusive lock (flock) on the record from construction to
+// destruction, so that two sweeps never write one results file; the record
+// names the pid of the sweep that holds it.
 class RunRecord {
  public:
-  // open() opens (creating) the record of `out`. Throws UsageError when it cannot.
+  // RunRecord() opens (creating) and locks the record of `out`. Throws
+  // UsageError when it cannot, or at once (naming the other's pid) when
+  // another sweep holds the lock.
   explicit RunRecord(const std::string& out);
   ~RunRecord();
   RunRecord(const RunRecord&) = delete;
@@ -51,6 +56,8 @@ class RunRecord {
   void write(const nlohmann::ordered_json& identity);
 
  private:
+  void replace(const std::string& text);
+
   std::string out_;
   std::string path_;
   int fd_ = -1;
