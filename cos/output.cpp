@@ -340,7 +340,8 @@ void ResultsWriter::write(const Row& row) {
     write_line(json_row(row));
     return;
   }
-  if (header_.empty()) {
+  if (header_.empty() && !own_fd_) {
+    // stdout cannot be rewritten: failed rows wait for the first success.
     if (row.status != "ok") {
       held_.push_back(row);
       return;
@@ -350,8 +351,58 @@ void ResultsWriter::write(const Row& row) {
     for (const Row& h : held_) lines += csv_row(h);
     held_.clear();
     if (!lines.empty()) write_line(lines);
+  } else if (header_.empty()) {
+    // A file gets every row at once: the header has no result columns until
+    // the first success, which rewrites it with them.
+    if (row.status == "ok") {
+      write_header(&row.result);
+    } else {
+      write_header(nullptr);
+      provisional_ = true;
+    }
+  } else if (provisional_ && row.status == "ok") {
+    add_result_columns(row.result);
   }
   write_line(csv_row(row));
+}
+
+void ResultsWriter::add_result_columns(const json& result) {
+  provisional_ = false;
+  if (result.empty()) return;
+  std::ifstream in(path_, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.eof() && in.fail()) throw std::runtime_error("cannot read back " + path_ + ": " + errno_text());
+  header_.pop_back();  // error, the last column
+  for (auto it = result.begin(); it != result.end(); ++it) header_.push_back(it.key());
+  header_.push_back("error");
+  std::string lines = csv_line(header_);
+  CsvText csv = parse_csv(text, false);
+  for (std::size_t r = 1; r < csv.records.size(); ++r) {
+    std::vector<std::string> fields = csv.records[r].fields;
+    fields.insert(fields.end() - 1, result.size(), std::string());
+    lines += csv_line(fields);
+  }
+  // Never a file without one of its rows: write beside it, then rename over it.
+  std::string tmp = path_ + ".cos-header";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + errno_text());
+  try {
+    write_all(fd, lines, tmp);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::fsync(fd);
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+    int e = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("cannot replace " + path_ + ": " + std::strerror(e));
+  }
+  ::close(fd_);
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0) throw std::runtime_error("cannot open " + path_ + " again: " + errno_text());
 }
 
 void ResultsWriter::finish() {

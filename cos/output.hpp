@@ -76,9 +76,12 @@ Previous read_previous(const std::string& path, Format format, const std::vector
 // whole rows. Not thread-safe (the sweep uses it from its scheduler's thread).
 //
 // CSV needs its header before the first row, and the result columns are
-// only known once a command has succeeded: the header is written with the
-// first successful row (rows of failed points before it wait for it), and
-// its result columns are those of that row. A later result field that is
+// only known once a command has succeeded. In a file, every row is written
+// when its point finishes: rows of failed points before the first success
+// go under a header without result columns, and the first success rewrites
+// the file with its result columns (written beside it, then renamed over
+// it). On stdout, rows of failed points wait for the first success. The
+// result columns are those of the first successful row. A later result field that is
 // not in the header is left out, with a warning (JSON lines keep every field).
 class ResultsWriter {
  public:
@@ -103,6 +106,7 @@ class ResultsWriter {
   ResultsWriter() = default;
   void write_line(const std::string& line);
   void write_header(const nlohmann::ordered_json* result);
+  void add_result_columns(const nlohmann::ordered_json& result);
   std::string csv_row(const Row& row);
   std::string json_row(const Row& row) const;
 
@@ -113,7 +117,8 @@ class ResultsWriter {
   Format format_ = Format::csv;
   std::vector<std::string> names_;
   std::vector<std::string> header_;  // CSV columns, once written
-  std::vector<Row> held_;
+  bool provisional_ = false;         // header_ is a file's header without result columns, before a success
+  std::vector<Row> held_;            // stdout: failed rows before the first success
   std::set<std::string> warned_;
   std::function<void()> before_write_;
   std::function<void(const std::string&)> warn_;

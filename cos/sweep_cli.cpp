@@ -88,8 +88,9 @@ Results, one row per point, as soon as it finishes:
   attempts, the command's result, error (why it failed).
   The result is the last line of the command's stdout: a JSON object gives
   its fields, a number a `value` column, other text an `output` column.
-  CSV takes its result columns from the first successful point (failed rows
-  before it wait for it); JSON lines keep every field of every row.
+  CSV takes its result columns from the first successful point (a file gets
+  them then; on stdout, failed rows before it wait for it); JSON lines keep
+  every field of every row.
 
 Stopping and resuming:
   Rows are whole lines, so a sweep killed at any moment (kill -9 too) leaves

@@ -438,6 +438,27 @@ def one_sweep_per_out():
     sweep(["--resume", "--param", "i=0:5:1", "--out", "r.csv", "--", "sh", "-c", "echo {i}"])
 
 
+@case
+def csv_failed_rows_at_once():
+    """CSV: a failed row is in the file when its point ends, before any success; a success adds its columns."""
+    marker = unique_sleep()[3:]
+    script = f'if [ {{i}} -le 2 ]; then echo no >&2; exit 1; fi; sleep 0.3{marker}; echo \'{{"e": {{i}}}}\''
+    p = subprocess.Popen([COS, "sweep", "--param", "i=1:4:1", "--slots", "1", "--out", "r.csv", "--",
+                          "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_rows("r.csv", 3)
+    p.kill()
+    p.wait()
+    check_no_processes("0.3" + marker, within=3)
+    rows = rows_of(open("r.csv").read())
+    check([(r["i"], r["status"]) for r in rows] == [("1", "failed"), ("2", "failed")], "the failed rows", rows)
+    sweep(["--resume", "--param", "i=1:4:1", "--slots", "1", "--out", "r.csv", "--", "sh", "-c", script], expect=1)
+    text = open("r.csv").read()
+    check(text.splitlines()[0].endswith("attempts,e,error"), "the result column came with the success", text)
+    rows = rows_of(text)
+    check(sorted((r["i"], r["status"], r["e"]) for r in rows) ==
+          [("1", "failed", ""), ("2", "failed", ""), ("3", "ok", "3"), ("4", "ok", "4")], "every row", rows)
+
+
 # --- bad input -------------------------------------------------------------
 
 def bad(args, pattern):
