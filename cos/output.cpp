@@ -41,12 +41,13 @@ std::string cell(const json& j) {
   return dump(j);
 }
 
-// json_value() is a parameter value in a JSON row: a number when it is
-// written as a JSON number, otherwise a string.
+// json_value() is a parameter value in a JSON row: a number when the JSON
+// number reads back as the very text given (1, 2.5), otherwise a string
+// (1.10, 1e3, -0), so that a value keeps its exact text.
 json json_value(const std::string& v) {
   if (!v.empty() && (v.front() == '-' || std::isdigit(static_cast<unsigned char>(v.front())))) {
     json j = json::parse(v, nullptr, false);
-    if (j.is_number()) return j;
+    if (j.is_number() && dump(j) == v) return j;
   }
   return v;
 }

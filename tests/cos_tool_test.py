@@ -214,6 +214,17 @@ def jsonl_output():
 
 
 @case
+def jsonl_exact_values():
+    """JSON lines keep a value's exact text: a number only where it reads back as that text."""
+    values = ["1.10", "1e3", "1", "2.5", "-0", "007", "-3"]
+    sweep(["--param", "v=" + ",".join(values), "--out", "r.jsonl", "--", "echo", "{v}"])
+    rows = sorted(jsonl_of(open("r.jsonl").read()), key=lambda r: r["point"])
+    check([r["v"] for r in rows] == ["1.10", "1e3", 1, 2.5, "-0", "007", -3], "exact values", rows)
+    _, err, _ = sweep(["--resume", "--param", "v=" + ",".join(values), "--out", "r.jsonl", "--", "echo", "{v}"])
+    check("7 points: 7 done" in err and "(7 done before)" in err, "every point found done on resume", err)
+
+
+@case
 def trace_file():
     """--trace writes Chrome trace JSON: an X event per attempt, pid/tid = host/slot."""
     sweep(["--param", "i=1:6:1", "--slots", "2", "--trace", "t.json", "--", "sleep", "0.0{i}"])
