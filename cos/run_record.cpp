@@ -71,7 +71,7 @@ std::vector<std::string> strings(const json& j) {
 }  // namespace
 
 json sweep_identity(const std::vector<std::string>& specs, const std::vector<Parameter>& params, bool zip,
-                    const std::string& points_path, const std::optional<Points>& file,
+                    const std::string& points_path, const std::optional<PointsFile>& file,
                     const std::vector<std::string>& names, const std::vector<std::string>& command) {
   json id = json::object();
   id["digest"] = "";

@@ -22,7 +22,7 @@ namespace coop::tool {
 // (exact text), --zip, the points file with a digest of its rows, and the
 // command. Its "digest" field is a digest of all of that.
 nlohmann::ordered_json sweep_identity(const std::vector<std::string>& specs, const std::vector<Parameter>& params,
-                                      bool zip, const std::string& points_path, const std::optional<Points>& file,
+                                      bool zip, const std::string& points_path, const std::optional<PointsFile>& file,
                                       const std::vector<std::string>& names, const std::vector<std::string>& command);
 
 // record_path() is the record of the results file `out`: OUT.cos-sweep.

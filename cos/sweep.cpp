@@ -158,14 +158,14 @@ void Sweep::prepare() {
   }
   Previous previous;
   if (opt_.resume) {
-    previous = read_previous(opt_.out, format_, points_.names,
-                             PointOf{points_.rows.size(), [this](std::size_t p) { return points_.rows[p]; }});
+    previous = read_previous(opt_.out, format_, points_.names(),
+                             PointOf{points_.size(), [this](std::size_t p) { return points_.row(p); }});
   }
   if (record_) record_->write(identity_);
   done_ = std::move(previous.done);
-  done_.resize(points_.rows.size());
+  done_.resize(points_.size());
   already_done_ = previous.done_count;
-  to_run_count_ = points_.rows.size() - already_done_;
+  to_run_count_ = points_.size() - already_done_;
   for (const auto& name : command_.unused())
     warn("COMMAND does not use the parameter " + name + " ({" + name + "})");
 
@@ -173,7 +173,7 @@ void Sweep::prepare() {
   progress_ = std::make_unique<ProgressBar>(progress_on, to_run_count_);
   ProgressBar* progress = progress_.get();
   writer_ = ResultsWriter::open(
-      opt_.out, format_, points_.names, opt_.resume ? &previous : nullptr, [progress] { progress->clear(); },
+      opt_.out, format_, points_.names(), opt_.resume ? &previous : nullptr, [progress] { progress->clear(); },
       [this](const std::string& m) { warn(m); });
   if (opt_.resume && previous.exists && (previous.failed_rows || previous.partial_bytes)) {
     std::string what;
@@ -188,7 +188,7 @@ std::optional<Job<CommandRun>> Sweep::next_job() {
   if (next_ == done_.size()) return std::nullopt;
   std::size_t point = next_++;
   point_of_job_[jobs_++] = point;
-  return coop::job(run_command, command_.substitute(points_.rows[point]));
+  return coop::job(run_command, command_.substitute(points_.row(point)));
 }
 
 // collect() is the dispatch's collector. A ticker beside it redraws the
@@ -229,7 +229,7 @@ void Sweep::collect(Stream<CommandRun>& results) {
 Row Sweep::row_of(Result<CommandRun>& r, std::size_t point, bool& cancelled) const {
   Row row;
   row.point = point;
-  row.values = points_.rows[point];
+  row.values = points_.row(point);
   row.host = r.host ? r.host->name() : std::string();
   row.attempts = r.attempt;
   try {
@@ -240,7 +240,7 @@ Row Sweep::row_of(Result<CommandRun>& r, std::size_t point, bool& cancelled) con
     if (run.end == CommandRun::exited && run.code == 0) {
       row.status = "ok";
       row.exit = 0;
-      row.result = result_fields(run.last_line, points_.names);
+      row.result = result_fields(run.last_line, points_.names());
     } else if (run.end == CommandRun::exited) {
       row.status = "failed";
       row.exit = run.code;
@@ -291,7 +291,8 @@ void Sweep::finished(Stream<CommandRun>& results, Result<CommandRun>& r) {
   Row row = row_of(r, point, cancelled);
   if (!r.value.ok() && row.duration == 0) row.duration = seconds(end - begin);
   bool interrupted = cancelled && stopping_;
-  trace_.push_back(TraceEvent{point, r.attempt, row.host, begin, end, interrupted ? "interrupted" : row.status,
+  if (!opt_.trace.empty())
+    trace_.push_back(TraceEvent{point, r.attempt, row.host, begin, end, interrupted ? "interrupted" : row.status,
                               row.values});
   if (interrupted) {
     ++interrupted_;
@@ -308,7 +309,7 @@ void Sweep::summary(int slots) {
   progress_->clear();
   double wall = last_end_ > start_ ? seconds(last_end_ - start_) : 0.0;
   double serial = seconds(serial_);
-  std::size_t total = points_.rows.size();
+  std::size_t total = points_.size();
   std::string text = "cos sweep: " + std::string(stop_signal ? "interrupted: " : "") + std::to_string(total) +
                      (total == 1 ? " point: " : " points: ") + std::to_string(ok_ + already_done_) +
                      " done, " + std::to_string(failed_) + " failed";
@@ -349,11 +350,11 @@ int Sweep::run() {
     }
     vm.reset();
     writer_->finish();
-    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names, trace_, origin, command_.args());
+    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names(), trace_, origin, command_.args());
     if (error) std::rethrow_exception(error);
   } else {
     writer_->finish();
-    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names, trace_, origin, command_.args());
+    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names(), trace_, origin, command_.args());
   }
   summary(slots);
   if (stop_signal) return 128 + stop_signal;
@@ -366,16 +367,16 @@ int run_sweep(const SweepOptions& opt) {
   try {
     std::vector<Parameter> params;
     for (const auto& spec : opt.params) params.push_back(parse_param(spec));
-    std::optional<Points> file;
+    std::optional<PointsFile> file;
     if (!opt.points_file.empty()) file = read_points_file(opt.points_file);
     if (opt.command.empty()) {
       throw UsageError(
           "no COMMAND: put the command to run after --, as in: cos sweep --param x=1,2 -- ./sim --x {x}");
     }
     Points points = make_points(params, opt.zip, file);
-    CommandTemplate command(opt.command, points.names);
+    CommandTemplate command(opt.command, points.names());
     nlohmann::ordered_json identity =
-        sweep_identity(opt.params, params, opt.zip, opt.points_file, file, points.names, opt.command);
+        sweep_identity(opt.params, params, opt.zip, opt.points_file, file, points.names(), opt.command);
     Sweep sweep(opt, std::move(points), std::move(command), std::move(identity));
     return sweep.run();
   } catch (const UsageError& e) {

@@ -162,6 +162,24 @@ def points_file():
     check(column(rows_of(out), "output") == ["1_7", "1_8", "2.5_7", "2.5_8"], "file rows crossed with --param", out)
 
 
+@case
+def big_grid_small_memory():
+    """A grid of 9 million points starts at once and the tool's memory does not grow with it."""
+    p = subprocess.Popen([COS, "sweep", "--param", "a=1:3000:1", "--param", "b=0:1:0.0003333333",
+                          "--slots", "2", "--out", "r.csv", "--", "true"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_rows("r.csv", 20)
+        with open(f"/proc/{p.pid}/status") as f:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+    finally:
+        p.kill()
+        p.wait()
+    check(hwm < 200 * 1024, f"peak RSS {hwm} kB")
+    rows = rows_of(open("r.csv").read())
+    check(rows[0]["a"] == "1" and rows[0]["b"] == "0" and rows[1]["b"] == "0.0003333333", "the first points", rows[:2])
+
+
 # --- output ----------------------------------------------------------------
 
 @case
