@@ -65,19 +65,6 @@ bool same_names(std::vector<std::string> a, std::vector<std::string> b) {
                    posix::join_names(ours) + "); give another --out file, or run without --resume to start over");
 }
 
-std::string read_file(const std::string& path, bool& exists) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) {
-      exists = false;
-      return {};
-    }
-    throw UsageError("--resume: cannot read " + path + " (" + std::strerror(errno) + ")");
-  }
-  exists = true;
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // The fixed columns a results header must have, in this order after the parameters.
 const std::vector<std::string> fixed_after = {"status", "exit", "signal", "duration", "host", "attempts"};
 
@@ -260,7 +247,7 @@ json result_fields(const std::string& last_line, const std::vector<std::string>&
 Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names,
                        const PointOf& points) {
   Previous prev;
-  std::string text = read_file(path, prev.exists);
+  std::string text = read_text_file(path, "--resume", path, &prev.exists);
   if (!prev.exists) return prev;
   prev = format == Format::csv ? read_previous_csv(path, text, names, points)
                                : read_previous_jsonl(path, text, names, points);

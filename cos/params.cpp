@@ -177,11 +177,9 @@ Parameter parse_param(std::string_view spec) {
 
 PointsFile read_points_file(const std::string& path) {
   std::string where = "--points " + path;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UsageError(where + ": cannot read the points file (" + std::string(std::strerror(errno)) + ")");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw UsageError(where + ": cannot read the points file");
+  std::string text = read_text_file(path, where, "the points file");
+  // A spreadsheet may start its CSV with a UTF-8 byte-order mark.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
   CsvText csv = parse_csv(text, true);
   if (csv.complete != text.size()) {
     throw UsageError(where + ": a quoted field is not closed (after line " +

@@ -144,6 +144,12 @@ void Sweep::prepare() {
   }
 
   if (to_file) {
+    struct stat out_st {};
+    if (::stat(opt_.out.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode)) {
+      throw UsageError("--out " + opt_.out + ": it is " +
+                       (S_ISDIR(out_st.st_mode) ? "a directory" : "not a regular file") +
+                       ", not a results file; give a FILE.csv or FILE.jsonl");
+    }
     record_ = std::make_unique<RunRecord>(opt_.out);
     struct stat st {};
     bool has_results = ::stat(opt_.out.c_str(), &st) == 0 && st.st_size > 0;

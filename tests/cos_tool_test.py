@@ -529,6 +529,20 @@ def bad_points_file():
 
 
 @case
+def bad_file_is_directory():
+    """--points DIR and --out DIR are exit 2 with a message naming the file; a points file may start with a BOM."""
+    os.mkdir("d.csv")
+    bad(["--points", "d.csv", "--", "echo", "{x}"], r"--points d.csv: cannot read the points file: d.csv is a directory")
+    bad(["--resume", "--param", "x=1", "--out", "d.csv", "--", "echo", "{x}"], r"--out d.csv: it is a directory")
+    bad(["--param", "x=1", "--out", "d.csv", "--", "echo", "{x}"], r"--out d.csv: it is a directory")
+    check(os.listdir(".") == ["d.csv"], "nothing written beside it", os.listdir("."))
+    with open("bom.csv", "wb") as f:
+        f.write(b"\xef\xbb\xbfa,b\r\n1,x\r\n")
+    out, _, _ = sweep(["--points", "bom.csv", "--", "echo", "{a}{b}"])
+    check(column(rows_of(out), "output") == ["1x"], "the BOM is not part of the first name", out)
+
+
+@case
 def bad_slot_count():
     bad(["--slots", "0", "--param", "x=1", "--", "echo", "{x}"], r"--slots 0: the number of worker processes must be positive")
     bad(["--slots", "-2", "--param", "x=1", "--", "echo", "{x}"], r"must be positive")
