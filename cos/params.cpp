@@ -86,7 +86,8 @@ void check_name(std::string_view name, std::string_view where) {
 }
 
 std::string Range::value(std::size_t i) const {
-  if (integer) return std::to_string(start + static_cast<long long>(i) * step);
+  // Every value lies between START and STOP, but i * STEP alone may not fit.
+  if (integer) return std::to_string(static_cast<long long>(start + static_cast<__int128>(i) * step));
   return format_decimal(x + static_cast<double>(i) * d, places);
 }
 
@@ -97,16 +98,18 @@ Range make_range(std::string_view name, std::string_view start, std::string_view
   long long a = 0, b = 0, s = 0;
   if (parse_integer(start, a) && parse_integer(stop, b) && parse_integer(step, s)) {
     if (s == 0) throw UsageError(where + ": malformed range: the step must not be zero");
-    if ((b - a) != 0 && ((b - a) > 0) != (s > 0)) {
+    // STOP - START does not fit in 64 bits near the limits (-9e18:9e18).
+    __int128 span = static_cast<__int128>(b) - a;
+    if (span != 0 && (span > 0) != (s > 0)) {
       throw UsageError(where + ": malformed range: the step goes away from STOP, so the range is empty");
     }
-    unsigned long long count = static_cast<unsigned long long>((b - a) / s) + 1;
+    __int128 count = span / s + 1;
     if (count > max_points) throw UsageError(where + ": the range has more than ten million values");
     r.integer = true;
     r.start = a;
     r.step = s;
     r.count = static_cast<std::size_t>(count);
-    return r;
+    return r;  // count <= ten million
   }
   double x = 0, y = 0, d = 0;
   for (auto [part, label, value] :

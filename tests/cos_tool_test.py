@@ -132,6 +132,19 @@ def integer_ranges():
 
 
 @case
+def integer_ranges_near_limits():
+    """Integer ranges near the 64-bit limits are computed exactly."""
+    big = 9000000000000000000
+    for spec, expected in [(f"-{big}:{big}:{big}", [-big, 0, big]),
+                           ("-9223372036854775808:9223372036854775807:9223372036854775807",
+                            [-9223372036854775808, -1, 9223372036854775806]),
+                           (f"{big}:-{big}:-{big}", [big, 0, -big])]:
+        out, _, _ = sweep(["--param", "n=" + spec, "--slots", "1", "--", "echo", "{n}"])
+        check([int(v) for v in column(rows_of(out), "n")] == expected, f"range {spec}", out)
+    bad(["--param", f"n={big}:-{big}:{big}", "--", "echo", "{n}"], r"the step goes away from STOP")
+
+
+@case
 def float_ranges():
     """Decimal ranges keep their decimals and include STOP despite rounding."""
     for spec, expected in [("0:1:0.1", ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]),
