@@ -594,6 +594,21 @@ def bad_other_options():
 
 
 @case
+def bad_command_line_names_it():
+    """An unknown command or option is named in the message, with the commands there are."""
+    for args, pattern in [(["swep", "--param", "x=1"], r"^cos: unknown command 'swep' \(commands: sweep, bench\)"),
+                          (["sweep", "--bogus", "--param", "x=1", "--", "echo"], r"^cos sweep: unknown option '--bogus'"),
+                          (["sweep", "--param", "x=1", "--slot=2", "--", "echo"], r"^cos sweep: unknown option '--slot'"),
+                          (["--bogus", "sweep"], r"^cos: unknown option '--bogus'"),
+                          (["bench", "-r", "2", "--nope"], r"^cos bench: unknown option '--nope'")]:
+        rc, out, err, _ = run(args)
+        check(rc == 2 and re.search(pattern, err), f"cos {' '.join(args)}: exit status {rc}", err)
+        check(out == "", "nothing on stdout", out)
+    out, _, _ = sweep(["--param", "x=1", "--timeout", "5", "--progress", "--", "echo", "--bogus", "{x}"])
+    check(column(rows_of(out), "output") == ["--bogus 1"], "options of COMMAND are its own", out)
+
+
+@case
 def help_text():
     """--help explains everything with examples, and exits with 0."""
     rc, out, _, _ = run(["--help"])
