@@ -632,6 +632,18 @@ def bench_command():
 
 
 @case
+def bench_installed():
+    """An installed cos bench (no build tree around it) says how to run the benchmarks from a build tree."""
+    import shutil
+    os.makedirs("prefix/bin")
+    shutil.copy(COS, "prefix/bin/cos")
+    p = subprocess.run(["prefix/bin/cos", "bench"], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 2, f"exit status {p.returncode}", p.stderr)
+    for words in ["run from a build tree", "make bench", "-DCOS_BUILD_BENCH=ON", "build/cos/cos bench"]:
+        check(words in p.stderr, f"the message says {words!r}", p.stderr)
+
+
+@case
 def progress_bar():
     """--progress draws done/failed/running and ETA on stderr even when it is not a terminal."""
     _, err, _ = sweep(["--progress", "--param", "i=1:4:1", "--", "sleep", "0.1"])
