@@ -463,12 +463,12 @@ def resume_other_grid():
 def one_sweep_per_out():
     """A second sweep on the --out of a running one refuses at once, naming the file and the other's pid."""
     marker = unique_sleep()[3:]
-    p = subprocess.Popen([COS, "sweep", "--param", "i=0:5:1", "--slots", "1", "--out", "r.csv", "--",
-                          "sh", "-c", f"sleep 0.2{marker}; echo {{i}}"],
+    p = subprocess.Popen([COS, "sweep", "--param", "i=0:7:1", "--slots", "1", "--out", "r.csv", "--",
+                          "sh", "-c", f"sleep 0.3{marker}; echo {{i}}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_rows("r.csv", 2)
-        for args in (["--param", "i=0:5:1"], ["--resume", "--param", "i=0:5:1"]):
+        for args in (["--param", "i=0:7:1"], ["--resume", "--param", "i=0:7:1"]):
             rc, out, err, secs = run(["sweep"] + args + ["--out", "r.csv", "--", "echo", "{i}"])
             check(rc == 2, f"exit status {rc}", err)
             check("r.csv" in err and f"pid {p.pid}" in err, "names the file and the other sweep", err)
@@ -478,8 +478,8 @@ def one_sweep_per_out():
         p.wait(timeout=20)
     check(p.returncode == 0, "the first sweep ended well")
     rows = rows_of(open("r.csv").read())
-    check(sorted(int(r["i"]) for r in rows) == list(range(6)), "only the first sweep wrote r.csv", rows)
-    sweep(["--resume", "--param", "i=0:5:1", "--out", "r.csv", "--", "sh", "-c", "echo {i}"])
+    check(sorted(int(r["i"]) for r in rows) == list(range(8)), "only the first sweep wrote r.csv", rows)
+    sweep(["--resume", "--param", "i=0:7:1", "--out", "r.csv", "--", "sh", "-c", "echo {i}"])
 
 
 @case
