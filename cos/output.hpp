@@ -48,11 +48,11 @@ struct Previous {
   // successfully (a row whose point number and exact values are that point's).
   std::vector<bool> done;
   std::size_t done_count = 0;
-  std::string kept;                 // the header and successful rows, byte for byte
+  std::string kept_path;            // unless unchanged: a file of the header and kept rows, byte for byte
   std::vector<std::string> header;  // CSV: the columns of the kept header (empty: write a new one)
   std::size_t failed_rows = 0;      // rows of failed points, dropped to be run again
   std::size_t partial_bytes = 0;    // a last row cut short by a kill, dropped
-  bool unchanged = false;           // kept is the whole file
+  bool unchanged = false;           // the file is all kept
 };
 
 // PointOf gives the values (exact text, in the order of the sweep's names) of

@@ -194,6 +194,34 @@ def big_grid_small_memory():
           rows.get("0"), rows.get("1"))
 
 
+@case
+def resume_big_file_small_memory():
+    """--resume reads a results file of two million rows without holding it in memory."""
+    n = 2_000_000
+    with open("r.csv", "w") as f:
+        f.write("point,a,b,status,exit,signal,duration,host,attempts,error\n")
+        f.writelines(f"{p},{p // 1000 + 1},{p % 1000},ok,0,,0.001,vm,1,\n" for p in range(n))
+    size = os.path.getsize("r.csv")
+    p = subprocess.Popen([COS, "sweep", "--resume", "--param", "a=1:3000:1", "--param", "b=0:999:1",
+                          "--slots", "1", "--out", "r.csv", "--", "true"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while os.path.getsize("r.csv") <= size and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        check(os.path.getsize("r.csv") > size, "new rows after the kept ones")
+        with open(f"/proc/{p.pid}/status") as f:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+    finally:
+        p.kill()
+        p.wait()
+    check(hwm < 200 * 1024, f"peak RSS {hwm} kB")
+    with open("r.csv") as f:
+        f.seek(size)
+        first_new = f.readline()
+    check(first_new.startswith(f"{n},{n // 1000 + 1},0,ok"), "the first point not done is the next", first_new)
+
+
 # --- output ----------------------------------------------------------------
 
 @case
