@@ -23,11 +23,10 @@ std::string read_text_file(const std::string& path, const std::string& where, co
     throw UsageError(where + ": cannot read " + what + " (" + std::strerror(errno) + ")");
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    bool dir = S_ISDIR(st.st_mode);
+  // A pipe is fine (--points <(generate-points)); a directory is not.
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
     ::close(fd);
-    throw UsageError(where + ": cannot read " + what + ": " + path + " is " +
-                     (dir ? "a directory" : "not a regular file") + ", not a file");
+    throw UsageError(where + ": cannot read " + what + ": " + path + " is a directory, not a file");
   }
   std::string text;
   char buf[65536];

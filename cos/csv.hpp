@@ -31,7 +31,7 @@ struct CsvText {
 // skipped.
 CsvText parse_csv(std::string_view text, bool final_line_complete);
 
-// read_text_file() is the whole content of the regular file `path`, which
+// read_text_file() is the whole content of the file (or pipe) `path`, which
 // is `what` ("the points file"). Throws UsageError, its message starting
 // with `where` and saying what is wrong (missing, a directory, unreadable);
 // when `exists` is given, a missing file sets *exists to false and gives "".

@@ -583,6 +583,8 @@ def bad_file_is_directory():
         f.write(b"\xef\xbb\xbfa,b\r\n1,x\r\n")
     out, _, _ = sweep(["--points", "bom.csv", "--", "echo", "{a}{b}"])
     check(column(rows_of(out), "output") == ["1x"], "the BOM is not part of the first name", out)
+    out, _, _ = sweep(["--points", "/dev/stdin", "--", "echo", "{a}"], input="a\n7\n")
+    check(column(rows_of(out), "value") == ["7"], "a pipe is a points file too", out)
 
 
 @case
