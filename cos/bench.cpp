@@ -32,10 +32,24 @@ int run_bench(const BenchOptions& options) {
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   std::filesystem::path run_all = self.parent_path().parent_path() / "bench" / "run_all";
   if (ec || !std::filesystem::exists(run_all)) {
-    std::fprintf(stderr,
-                 "cos bench: no benchmarks next to this cos (looked for %s); build them with "
-                 "`make bench` (CMake option COS_BUILD_BENCH=ON)\n",
-                 run_all.c_str());
+    std::filesystem::path build = self.parent_path().parent_path();
+    if (!ec && std::filesystem::exists(build / "CMakeCache.txt")) {
+      std::fprintf(stderr,
+                   "cos bench: this build tree (%s) has no benchmarks (looked for %s): configure it with "
+                   "-DCOS_BUILD_BENCH=ON and build again:\n"
+                   "  cmake -B %s -DCOS_BUILD_BENCH=ON && cmake --build %s && %s bench\n",
+                   build.c_str(), run_all.c_str(), build.c_str(), build.c_str(), self.c_str());
+    } else {
+      // An installed cos has no benchmarks: they are programs of a build tree.
+      std::fprintf(stderr,
+                   "cos bench: the benchmarks run from a build tree of cos, and this cos (%s) is not in one "
+                   "(looked for %s). In the cos source tree, run\n"
+                   "  make bench\n"
+                   "or build them and run the cos of that build:\n"
+                   "  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCOS_BUILD_BENCH=ON && cmake --build build "
+                   "&& build/cos/cos bench\n",
+                   ec ? "unknown" : self.c_str(), run_all.c_str());
+    }
     return 2;
   }
   std::vector<std::string> args{run_all.string(), "-r", std::to_string(options.repetitions)};

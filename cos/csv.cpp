@@ -1,6 +1,49 @@
 #include "csv.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "usage.hpp"
+
 namespace coop::tool {
+
+std::string read_text_file(const std::string& path, const std::string& where, const std::string& what,
+                           bool* exists) {
+  if (exists) *exists = true;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT && exists) {
+      *exists = false;
+      return {};
+    }
+    throw UsageError(where + ": cannot read " + what + " (" + std::strerror(errno) + ")");
+  }
+  struct stat st {};
+  // A pipe is fine (--points <(generate-points)); a directory is not.
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    throw UsageError(where + ": cannot read " + what + ": " + path + " is a directory, not a file");
+  }
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw UsageError(where + ": cannot read " + what + " (" + std::strerror(e) + ")");
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
 
 CsvText parse_csv(std::string_view text, bool final_line_complete) {
   CsvText out;

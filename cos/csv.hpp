@@ -31,6 +31,13 @@ struct CsvText {
 // skipped.
 CsvText parse_csv(std::string_view text, bool final_line_complete);
 
+// read_text_file() is the whole content of the file (or pipe) `path`, which
+// is `what` ("the points file"). Throws UsageError, its message starting
+// with `where` and saying what is wrong (missing, a directory, unreadable);
+// when `exists` is given, a missing file sets *exists to false and gives "".
+std::string read_text_file(const std::string& path, const std::string& where, const std::string& what,
+                           bool* exists = nullptr);
+
 // csv_field() quotes a field when it holds a comma, a quote or a line break.
 std::string csv_field(std::string_view field);
 

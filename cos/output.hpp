@@ -44,29 +44,44 @@ nlohmann::ordered_json result_fields(const std::string& last_line, const std::ve
 // Previous is what --resume found in an existing results file.
 struct Previous {
   bool exists = false;
-  // done: the parameter values (canonical_value, in the sweep's order) of
-  // every point that finished successfully, one entry per row.
-  std::multiset<std::vector<std::string>> done;
-  std::string kept;                 // the header and successful rows, byte for byte
+  // done: by point number, the points of this sweep that finished
+  // successfully (a row whose point number and exact values are that point's).
+  std::vector<bool> done;
+  std::size_t done_count = 0;
+  std::string kept_path;            // unless unchanged: a file of the header and kept rows, byte for byte
   std::vector<std::string> header;  // CSV: the columns of the kept header (empty: write a new one)
   std::size_t failed_rows = 0;      // rows of failed points, dropped to be run again
   std::size_t partial_bytes = 0;    // a last row cut short by a kill, dropped
-  bool unchanged = false;           // kept is the whole file
+  bool unchanged = false;           // the file is all kept
+};
+
+// PointOf gives the values (exact text, in the order of the sweep's names) of
+// point `point` of the sweep, which has `total` points.
+struct PointOf {
+  std::size_t total = 0;
+  std::function<std::vector<std::string>(std::size_t point)> values;
 };
 
 // read_previous() reads the results file `path` for --resume. A missing or
-// empty file is no previous run. Throws UsageError when the file is not a
-// results file of cos sweep, or holds other parameters than `names`.
-Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names);
+// empty file is no previous run. A successful row counts as done only when
+// its point number is a point of this sweep and its values are that point's,
+// text for text; a second row of a point is dropped. Throws UsageError when
+// the file is not a results file of cos sweep, holds other parameters than
+// `names`, or has a successful row that is no point of this sweep.
+Previous read_previous(const std::string& path, Format format, const std::vector<std::string>& names,
+                       const PointOf& points);
 
 // ResultsWriter writes rows as points finish, each row with a single
 // write() of a whole line, so that a sweep killed at any moment leaves only
 // whole rows. Not thread-safe (the sweep uses it from its scheduler's thread).
 //
 // CSV needs its header before the first row, and the result columns are
-// only known once a command has succeeded: the header is written with the
-// first successful row (rows of failed points before it wait for it), and
-// its result columns are those of that row. A later result field that is
+// only known once a command has succeeded. In a file, every row is written
+// when its point finishes: rows of failed points before the first success
+// go under a header without result columns, and the first success rewrites
+// the file with its result columns (written beside it, then renamed over
+// it). On stdout, rows of failed points wait for the first success. The
+// result columns are those of the first successful row. A later result field that is
 // not in the header is left out, with a warning (JSON lines keep every field).
 class ResultsWriter {
  public:
@@ -91,6 +106,7 @@ class ResultsWriter {
   ResultsWriter() = default;
   void write_line(const std::string& line);
   void write_header(const nlohmann::ordered_json* result);
+  void add_result_columns(const nlohmann::ordered_json& result);
   std::string csv_row(const Row& row);
   std::string json_row(const Row& row) const;
 
@@ -101,7 +117,8 @@ class ResultsWriter {
   Format format_ = Format::csv;
   std::vector<std::string> names_;
   std::vector<std::string> header_;  // CSV columns, once written
-  std::vector<Row> held_;
+  bool provisional_ = false;         // header_ is a file's header without result columns, before a success
+  std::vector<Row> held_;            // stdout: failed rows before the first success
   std::set<std::string> warned_;
   std::function<void()> before_write_;
   std::function<void(const std::string&)> warn_;

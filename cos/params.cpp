@@ -85,22 +85,31 @@ void check_name(std::string_view name, std::string_view where) {
   }
 }
 
-std::vector<std::string> expand_range(std::string_view name, std::string_view start, std::string_view stop,
-                                      std::string_view step) {
+std::string Range::value(std::size_t i) const {
+  // Every value lies between START and STOP, but i * STEP alone may not fit.
+  if (integer) return std::to_string(static_cast<long long>(start + static_cast<__int128>(i) * step));
+  return format_decimal(x + static_cast<double>(i) * d, places);
+}
+
+Range make_range(std::string_view name, std::string_view start, std::string_view stop, std::string_view step) {
   std::string where = "--param " + std::string(name) + "=" + std::string(start) + ":" + std::string(stop) +
                       ":" + std::string(step);
-  std::vector<std::string> out;
+  Range r;
   long long a = 0, b = 0, s = 0;
   if (parse_integer(start, a) && parse_integer(stop, b) && parse_integer(step, s)) {
     if (s == 0) throw UsageError(where + ": malformed range: the step must not be zero");
-    if ((b - a) != 0 && ((b - a) > 0) != (s > 0)) {
+    // STOP - START does not fit in 64 bits near the limits (-9e18:9e18).
+    __int128 span = static_cast<__int128>(b) - a;
+    if (span != 0 && (span > 0) != (s > 0)) {
       throw UsageError(where + ": malformed range: the step goes away from STOP, so the range is empty");
     }
-    unsigned long long count = static_cast<unsigned long long>((b - a) / s) + 1;
+    __int128 count = span / s + 1;
     if (count > max_points) throw UsageError(where + ": the range has more than ten million values");
-    for (unsigned long long i = 0; i < count; ++i)
-      out.push_back(std::to_string(a + static_cast<long long>(i) * s));
-    return out;
+    r.integer = true;
+    r.start = a;
+    r.step = s;
+    r.count = static_cast<std::size_t>(count);
+    return r;  // count <= ten million
   }
   double x = 0, y = 0, d = 0;
   for (auto [part, label, value] :
@@ -122,10 +131,12 @@ std::vector<std::string> expand_range(std::string_view name, std::string_view st
   }
   int places = std::max({decimals(start), decimals(stop), decimals(step)});
   if (decimals(start) < 0 || decimals(stop) < 0 || decimals(step) < 0) places = -1;
-  for (long long i = 0; i <= static_cast<long long>(n); ++i) {
-    out.push_back(format_decimal(x + static_cast<double>(i) * d, places));
-  }
-  return out;
+  r.integer = false;
+  r.x = x;
+  r.d = d;
+  r.places = places;
+  r.count = static_cast<std::size_t>(n) + 1;
+  return r;
 }
 
 Parameter parse_param(std::string_view spec) {
@@ -152,7 +163,7 @@ Parameter parse_param(std::string_view spec) {
       throw UsageError(where + ": malformed range '" + std::string(values) +
                        "': expected START:STOP:STEP (three numbers)");
     }
-    p.values = expand_range(p.name, parts[0], parts[1], parts[2]);
+    p.range = make_range(p.name, parts[0], parts[1], parts[2]);
     return p;
   }
   std::size_t pos = 0;
@@ -167,13 +178,11 @@ Parameter parse_param(std::string_view spec) {
   return p;
 }
 
-Points read_points_file(const std::string& path) {
+PointsFile read_points_file(const std::string& path) {
   std::string where = "--points " + path;
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw UsageError(where + ": cannot read the points file (" + std::string(std::strerror(errno)) + ")");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw UsageError(where + ": cannot read the points file");
+  std::string text = read_text_file(path, where, "the points file");
+  // A spreadsheet may start its CSV with a UTF-8 byte-order mark.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
   CsvText csv = parse_csv(text, true);
   if (csv.complete != text.size()) {
     throw UsageError(where + ": a quoted field is not closed (after line " +
@@ -182,7 +191,7 @@ Points read_points_file(const std::string& path) {
   if (csv.records.empty()) {
     throw UsageError(where + ": the points file is empty (its first line must name the parameters)");
   }
-  Points p;
+  PointsFile p;
   p.names = csv.records.front().fields;
   std::set<std::string> seen;
   for (auto& n : p.names) {
@@ -205,14 +214,14 @@ Points read_points_file(const std::string& path) {
   return p;
 }
 
-Points make_points(const std::vector<Parameter>& params, bool zip, const std::optional<Points>& file) {
+Points make_points(const std::vector<Parameter>& params, bool zip, const std::optional<PointsFile>& file) {
   if (params.empty() && !file) {
     throw UsageError("no parameters: give at least one --param NAME=VALUES or a --points FILE.csv");
   }
-  Points out;
+  std::vector<std::string> names;
   std::set<std::string> seen;
   if (file) {
-    out.names = file->names;
+    names = file->names;
     seen.insert(file->names.begin(), file->names.end());
   }
   for (const auto& p : params) {
@@ -222,59 +231,59 @@ Points make_points(const std::vector<Parameter>& params, bool zip, const std::op
                             ? " (the points file names it too)"
                             : ""));
     }
-    out.names.push_back(p.name);
+    names.push_back(p.name);
   }
-  // The --param part: a grid (first parameter slowest) or zipped lists.
-  std::vector<std::vector<std::string>> part;
-  if (params.empty()) {
-    part.emplace_back();
-  } else if (zip) {
-    std::size_t n = params.front().values.size();
+  if (zip && !params.empty()) {
+    std::size_t n = params.front().size();
     for (const auto& p : params) {
-      if (p.values.size() != n) {
+      if (p.size() != n) {
         std::string counts;
         for (const auto& q : params)
-          counts += (counts.empty() ? "" : ", ") + q.name + " has " + std::to_string(q.values.size());
+          counts += (counts.empty() ? "" : ", ") + q.name + " has " + std::to_string(q.size());
         throw UsageError("--zip pairs the parameters element-wise, so they need as many values each (" +
                          counts + ")");
       }
     }
-    for (std::size_t i = 0; i < n; ++i) {
-      std::vector<std::string> row;
-      for (const auto& p : params) row.push_back(p.values[i]);
-      part.push_back(std::move(row));
-    }
   } else {
     double total = 1;
-    for (const auto& p : params) total *= static_cast<double>(p.values.size());
+    for (const auto& p : params) total *= static_cast<double>(p.size());
     if (total > static_cast<double>(max_points))
       throw UsageError("the grid has more than ten million points");
-    part.emplace_back();
-    for (const auto& p : params) {
-      std::vector<std::vector<std::string>> next;
-      next.reserve(part.size() * p.values.size());
-      for (const auto& row : part) {
-        for (const auto& v : p.values) {
-          next.push_back(row);
-          next.back().push_back(v);
-        }
-      }
-      part = std::move(next);
-    }
   }
-  if (!file) {
-    out.rows = std::move(part);
-    return out;
-  }
-  if (static_cast<double>(file->rows.size()) * static_cast<double>(part.size()) >
-      static_cast<double>(max_points)) {
+  Points points(std::move(names), file, params, zip);
+  if (file && static_cast<double>(points.size()) > static_cast<double>(max_points))
     throw UsageError("the sweep has more than ten million points");
+  return points;
+}
+
+Points::Points(std::vector<std::string> names, std::optional<PointsFile> file, std::vector<Parameter> params,
+               bool zip)
+    : names_(std::move(names)), file_(std::move(file)), params_(std::move(params)), zip_(zip) {
+  part_ = 1;
+  if (zip_ && !params_.empty()) {
+    part_ = params_.front().size();
+  } else {
+    for (const auto& p : params_) part_ *= p.size();
   }
-  for (const auto& frow : file->rows) {
-    for (const auto& prow : part) {
-      std::vector<std::string> row = frow;
-      row.insert(row.end(), prow.begin(), prow.end());
-      out.rows.push_back(std::move(row));
+  std::size_t rows = file_ ? file_->rows.size() : 1;
+  // Both are at most ten million (checked by make_points), so this does not overflow.
+  total_ = rows * part_;
+}
+
+std::vector<std::string> Points::row(std::size_t point) const {
+  std::vector<std::string> out;
+  out.reserve(names_.size());
+  std::size_t j = point % part_;
+  if (file_) out = file_->rows[point / part_];
+  std::size_t first = out.size();
+  out.resize(names_.size());
+  if (zip_) {
+    for (std::size_t k = 0; k < params_.size(); ++k) out[first + k] = params_[k].value(j);
+  } else {
+    // The first parameter varies slowest, the last fastest.
+    for (std::size_t k = params_.size(); k-- > 0;) {
+      out[first + k] = params_[k].value(j % params_[k].size());
+      j /= params_[k].size();
     }
   }
   return out;

@@ -10,10 +10,27 @@
 
 namespace coop::tool {
 
-// Parameter is one --param: a name and its values, in order.
+// Range is a numeric range START:STOP:STEP, its values made by index (a
+// range of ten million values costs nothing until a value is asked for).
+struct Range {
+  bool integer = true;
+  long long start = 0, step = 0;  // integer ranges
+  double x = 0, d = 0;            // decimal ranges
+  int places = 0;                 // decimals written, or -1 for exponent notation
+  std::size_t count = 0;
+
+  std::string value(std::size_t i) const;
+};
+
+// Parameter is one --param: a name and its values, in order, either a list
+// or a range.
 struct Parameter {
   std::string name;
-  std::vector<std::string> values;
+  std::vector<std::string> values;  // a list
+  std::optional<Range> range{};     // or a range (values is empty)
+
+  std::size_t size() const { return range ? range->count : values.size(); }
+  std::string value(std::size_t i) const { return range ? range->value(i) : values[i]; }
 };
 
 // parse_param() reads "NAME=V1,V2,..." or "NAME=START:STOP:STEP" (a numeric
@@ -21,30 +38,51 @@ struct Parameter {
 // missing name or values, a bad name, or a malformed range.
 Parameter parse_param(std::string_view spec);
 
-// expand_range() lists START, START+STEP, ... up to STOP (included when it
-// falls on a step, within rounding). Integers stay integers; decimals are
-// written with the decimals of the inputs ("0:1:0.25" gives 0, 0.25, ...,
-// 1). Throws UsageError (naming `name`) for a step of zero, a step that
-// moves away from STOP, or more than ten million values.
-std::vector<std::string> expand_range(std::string_view name, std::string_view start, std::string_view stop,
-                                      std::string_view step);
+// make_range() is START, START+STEP, ... up to STOP (included when it falls
+// on a step, within rounding). Integers stay integers; decimals are written
+// with the decimals of the inputs ("0:1:0.25" gives 0, 0.25, ..., 1). Throws
+// UsageError (naming `name`) for a step of zero, a step that moves away from
+// STOP, or more than ten million values.
+Range make_range(std::string_view name, std::string_view start, std::string_view stop, std::string_view step);
 
-// Points are the parameter names and one row of values per point.
-struct Points {
+// PointsFile is a --points file: the parameter names and one row of values per point.
+struct PointsFile {
   std::vector<std::string> names;
   std::vector<std::vector<std::string>> rows;
 };
 
 // read_points_file() reads a CSV file whose header names the parameters and
-// whose rows are points. Throws UsageError when it cannot be read or is malformed.
-Points read_points_file(const std::string& path);
+// whose rows are points (a UTF-8 byte-order mark before the header is
+// skipped). Throws UsageError when it cannot be read or is malformed.
+PointsFile read_points_file(const std::string& path);
 
-// make_points() builds the sweep's points: the rows of the points file (if
-// any) crossed with the grid of the parameters, or with the parameters paired
-// element-wise when `zip`. The first parameter varies slowest. Throws
-// UsageError for repeated names, --zip lists of different lengths, or no
-// parameters at all.
-Points make_points(const std::vector<Parameter>& params, bool zip, const std::optional<Points>& file);
+// Points are the sweep's points: the rows of the points file (if any)
+// crossed with the grid of the parameters, or with the parameters paired
+// element-wise when zipped; the first parameter varies slowest. A point is
+// made from its number when asked for, so the points cost no memory.
+class Points {
+ public:
+  Points() = default;
+  Points(std::vector<std::string> names, std::optional<PointsFile> file, std::vector<Parameter> params, bool zip);
+
+  const std::vector<std::string>& names() const { return names_; }
+  std::size_t size() const { return total_; }
+  // row() is the values of point `point` (< size()), in the order of names().
+  std::vector<std::string> row(std::size_t point) const;
+
+ private:
+  std::vector<std::string> names_;
+  std::optional<PointsFile> file_;
+  std::vector<Parameter> params_;
+  bool zip_ = false;
+  std::size_t part_ = 1;  // points of the --param part per row of the file
+  std::size_t total_ = 0;
+};
+
+// make_points() builds the sweep's points. Throws UsageError for repeated
+// names, --zip lists of different lengths, more than ten million points, or
+// no parameters at all.
+Points make_points(const std::vector<Parameter>& params, bool zip, const std::optional<PointsFile>& file);
 
 // check_name() throws UsageError when `name` cannot name a parameter: it must
 // be letters, digits and '_' (not starting with a digit), and none of the

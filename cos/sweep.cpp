@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <unordered_map>
 
 #include <cos/dispatch.hpp>
 #include <cos/errors.hpp>
@@ -24,6 +25,7 @@
 #include "params.hpp"
 #include "posix/text.hpp"
 #include "run_command.hpp"
+#include "run_record.hpp"
 #include "trace.hpp"
 #include "units.hpp"
 #include "usage.hpp"
@@ -78,8 +80,8 @@ double seconds(clock::duration d) { return std::chrono::duration<double>(d).coun
 // VM make_vm() gives, with a collector that writes each row as it arrives.
 class Sweep {
  public:
-  Sweep(const SweepOptions& opt, Points points, CommandTemplate command)
-      : opt_(opt), points_(std::move(points)), command_(std::move(command)) {}
+  Sweep(const SweepOptions& opt, Points points, CommandTemplate command, nlohmann::ordered_json identity)
+      : opt_(opt), points_(std::move(points)), command_(std::move(command)), identity_(std::move(identity)) {}
   int run();
 
  private:
@@ -94,11 +96,16 @@ class Sweep {
   const SweepOptions& opt_;
   Points points_;
   CommandTemplate command_;
+  nlohmann::ordered_json identity_;  // which sweep this is, for the record beside --out
+  std::unique_ptr<RunRecord> record_;
   Format format_ = Format::csv;
   std::optional<std::chrono::nanoseconds> timeout_;
 
-  std::vector<std::size_t> to_run_;  // the points to run, in order; a job's index is its place here
-  std::size_t next_ = 0;             // the next of to_run_ to make a job of
+  std::vector<bool> done_;              // by point number: done before, not to run
+  std::size_t to_run_count_ = 0;        // the points not done before
+  std::size_t next_ = 0;                // the next point number to consider for a job
+  std::size_t jobs_ = 0;                // the jobs made so far; a job's index is its place among them
+  std::unordered_map<std::size_t, std::size_t> point_of_job_;  // the point of each job not yet finished
   std::size_t already_done_ = 0;
   std::unique_ptr<ResultsWriter> writer_;
   std::unique_ptr<ProgressBar> progress_;
@@ -136,31 +143,43 @@ void Sweep::prepare() {
       throw UsageError("--trace " + opt_.trace + ": cannot write it (" + std::strerror(errno) + ")");
   }
 
-  Previous previous;
-  if (opt_.resume) previous = read_previous(opt_.out, format_, points_.names);
-  for (std::size_t i = 0; i < points_.rows.size(); ++i) {
-    std::vector<std::string> key;
-    for (const auto& v : points_.rows[i]) key.push_back(canonical_value(v));
-    auto it = previous.done.find(key);
-    if (it != previous.done.end()) {
-      previous.done.erase(it);
-      ++already_done_;
-    } else {
-      to_run_.push_back(i);
+  if (to_file) {
+    struct stat out_st {};
+    if (::stat(opt_.out.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode)) {
+      throw UsageError("--out " + opt_.out + ": it is " +
+                       (S_ISDIR(out_st.st_mode) ? "a directory" : "not a regular file") +
+                       ", not a results file; give a FILE.csv or FILE.jsonl");
+    }
+    record_ = std::make_unique<RunRecord>(opt_.out);
+    struct stat st {};
+    bool has_results = ::stat(opt_.out.c_str(), &st) == 0 && st.st_size > 0;
+    if (opt_.resume && has_results) {
+      if (record_->recorded().is_null()) {
+        warn(opt_.out + " has no record of its sweep (" + record_path(opt_.out) +
+             "): its rows are checked point by point");
+      }
+      std::string command_changed = record_->check_same_sweep(identity_);
+      if (!command_changed.empty()) warn(command_changed);
     }
   }
-  if (opt_.resume && previous.exists && !previous.done.empty()) {
-    warn(opt_.out + " has " + std::to_string(previous.done.size()) +
-         " successful rows for points that are not in this sweep; they are kept");
+  Previous previous;
+  if (opt_.resume) {
+    previous = read_previous(opt_.out, format_, points_.names(),
+                             PointOf{points_.size(), [this](std::size_t p) { return points_.row(p); }});
   }
+  if (record_) record_->write(identity_);
+  done_ = std::move(previous.done);
+  done_.resize(points_.size());
+  already_done_ = previous.done_count;
+  to_run_count_ = points_.size() - already_done_;
   for (const auto& name : command_.unused())
     warn("COMMAND does not use the parameter " + name + " ({" + name + "})");
 
   bool progress_on = opt_.progress.value_or(ProgressBar::stderr_is_terminal());
-  progress_ = std::make_unique<ProgressBar>(progress_on, to_run_.size());
+  progress_ = std::make_unique<ProgressBar>(progress_on, to_run_count_);
   ProgressBar* progress = progress_.get();
   writer_ = ResultsWriter::open(
-      opt_.out, format_, points_.names, opt_.resume ? &previous : nullptr, [progress] { progress->clear(); },
+      opt_.out, format_, points_.names(), opt_.resume ? &previous : nullptr, [progress] { progress->clear(); },
       [this](const std::string& m) { warn(m); });
   if (opt_.resume && previous.exists && (previous.failed_rows || previous.partial_bytes)) {
     std::string what;
@@ -171,8 +190,11 @@ void Sweep::prepare() {
 }
 
 std::optional<Job<CommandRun>> Sweep::next_job() {
-  if (next_ == to_run_.size()) return std::nullopt;
-  return coop::job(run_command, command_.substitute(points_.rows[to_run_[next_++]]));
+  while (next_ < done_.size() && done_[next_]) ++next_;
+  if (next_ == done_.size()) return std::nullopt;
+  std::size_t point = next_++;
+  point_of_job_[jobs_++] = point;
+  return coop::job(run_command, command_.substitute(points_.row(point)));
 }
 
 // collect() is the dispatch's collector. A ticker beside it redraws the
@@ -213,7 +235,7 @@ void Sweep::collect(Stream<CommandRun>& results) {
 Row Sweep::row_of(Result<CommandRun>& r, std::size_t point, bool& cancelled) const {
   Row row;
   row.point = point;
-  row.values = points_.rows[point];
+  row.values = points_.row(point);
   row.host = r.host ? r.host->name() : std::string();
   row.attempts = r.attempt;
   try {
@@ -224,7 +246,7 @@ Row Sweep::row_of(Result<CommandRun>& r, std::size_t point, bool& cancelled) con
     if (run.end == CommandRun::exited && run.code == 0) {
       row.status = "ok";
       row.exit = 0;
-      row.result = result_fields(run.last_line, points_.names);
+      row.result = result_fields(run.last_line, points_.names());
     } else if (run.end == CommandRun::exited) {
       row.status = "failed";
       row.exit = run.code;
@@ -261,7 +283,7 @@ Row Sweep::row_of(Result<CommandRun>& r, std::size_t point, bool& cancelled) con
 // finished() takes one attempt at one point: its trace event, then a retry
 // or its row.
 void Sweep::finished(Stream<CommandRun>& results, Result<CommandRun>& r) {
-  std::size_t point = to_run_[r.index];
+  std::size_t point = point_of_job_.at(r.index);
   // A task that timed out or was cancelled ended when it was received, not on its slot.
   const Timing& t = r.timing;
   clock::time_point received = t.received != clock::time_point{} ? t.received : clock::now();
@@ -275,13 +297,16 @@ void Sweep::finished(Stream<CommandRun>& results, Result<CommandRun>& r) {
   Row row = row_of(r, point, cancelled);
   if (!r.value.ok() && row.duration == 0) row.duration = seconds(end - begin);
   bool interrupted = cancelled && stopping_;
-  trace_.push_back(TraceEvent{point, r.attempt, row.host, begin, end, interrupted ? "interrupted" : row.status,
+  if (!opt_.trace.empty())
+    trace_.push_back(TraceEvent{point, r.attempt, row.host, begin, end, interrupted ? "interrupted" : row.status,
                               row.values});
   if (interrupted) {
     ++interrupted_;
+    point_of_job_.erase(r.index);
     return;
   }
   if (row.status != "ok" && r.attempt <= opt_.retries && !stopping_ && results.retry(r)) return;
+  point_of_job_.erase(r.index);
   (row.status == "ok" ? ok_ : failed_)++;
   writer_->write(row);
 }
@@ -290,7 +315,7 @@ void Sweep::summary(int slots) {
   progress_->clear();
   double wall = last_end_ > start_ ? seconds(last_end_ - start_) : 0.0;
   double serial = seconds(serial_);
-  std::size_t total = points_.rows.size();
+  std::size_t total = points_.size();
   std::string text = "cos sweep: " + std::string(stop_signal ? "interrupted: " : "") + std::to_string(total) +
                      (total == 1 ? " point: " : " points: ") + std::to_string(ok_ + already_done_) +
                      " done, " + std::to_string(failed_) + " failed";
@@ -311,8 +336,8 @@ int Sweep::run() {
   install_stop_handlers();
   int slots = 0;
   clock::time_point origin = clock::now();
-  if (!to_run_.empty()) {
-    std::shared_ptr<VM> vm = make_vm(opt_, to_run_.size());
+  if (to_run_count_) {
+    std::shared_ptr<VM> vm = make_vm(opt_, to_run_count_);
     slots = vm->slots();
     start_ = origin = clock::now();
     std::exception_ptr error;
@@ -331,11 +356,11 @@ int Sweep::run() {
     }
     vm.reset();
     writer_->finish();
-    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names, trace_, origin, command_.args());
+    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names(), trace_, origin, command_.args());
     if (error) std::rethrow_exception(error);
   } else {
     writer_->finish();
-    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names, trace_, origin, command_.args());
+    if (!opt_.trace.empty()) write_trace(opt_.trace, points_.names(), trace_, origin, command_.args());
   }
   summary(slots);
   if (stop_signal) return 128 + stop_signal;
@@ -348,15 +373,17 @@ int run_sweep(const SweepOptions& opt) {
   try {
     std::vector<Parameter> params;
     for (const auto& spec : opt.params) params.push_back(parse_param(spec));
-    std::optional<Points> file;
+    std::optional<PointsFile> file;
     if (!opt.points_file.empty()) file = read_points_file(opt.points_file);
     if (opt.command.empty()) {
       throw UsageError(
           "no COMMAND: put the command to run after --, as in: cos sweep --param x=1,2 -- ./sim --x {x}");
     }
     Points points = make_points(params, opt.zip, file);
-    CommandTemplate command(opt.command, points.names);
-    Sweep sweep(opt, std::move(points), std::move(command));
+    CommandTemplate command(opt.command, points.names());
+    nlohmann::ordered_json identity =
+        sweep_identity(opt.params, params, opt.zip, opt.points_file, file, points.names(), opt.command);
+    Sweep sweep(opt, std::move(points), std::move(command), std::move(identity));
     return sweep.run();
   } catch (const UsageError& e) {
     std::fprintf(stderr, "cos sweep: %s\nRun with --help for more information.\n", e.what());

@@ -88,14 +88,19 @@ Results, one row per point, as soon as it finishes:
   attempts, the command's result, error (why it failed).
   The result is the last line of the command's stdout: a JSON object gives
   its fields, a number a `value` column, other text an `output` column.
-  CSV takes its result columns from the first successful point (failed rows
-  before it wait for it); JSON lines keep every field of every row.
+  CSV takes its result columns from the first successful point (a file gets
+  them then; on stdout, failed rows before it wait for it); JSON lines keep
+  every field of every row.
 
 Stopping and resuming:
   Rows are whole lines, so a sweep killed at any moment (kill -9 too) leaves
   only whole rows. Ctrl-C stops the running points and keeps the finished
   rows (Ctrl-C again quits at once). --resume completes the --out file: its
-  successful points are not run again, failed and missing ones are.
+  successful points are not run again, failed and missing ones are. A point
+  is its number and the exact text of its values. OUT.cos-sweep, beside the
+  results, records their grid and command: --resume refuses the results of
+  another grid (another command is only a warning), and a sweep holds a lock
+  on it while it runs, so a second sweep on the same --out refuses at once.
 
 At the end, a summary on stderr: points done and failed, wall time, serial
 time (the sum of the points' run times) and speedup.

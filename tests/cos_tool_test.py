@@ -132,6 +132,19 @@ def integer_ranges():
 
 
 @case
+def integer_ranges_near_limits():
+    """Integer ranges near the 64-bit limits are computed exactly."""
+    big = 9000000000000000000
+    for spec, expected in [(f"-{big}:{big}:{big}", [-big, 0, big]),
+                           ("-9223372036854775808:9223372036854775807:9223372036854775807",
+                            [-9223372036854775808, -1, 9223372036854775806]),
+                           (f"{big}:-{big}:-{big}", [big, 0, -big])]:
+        out, _, _ = sweep(["--param", "n=" + spec, "--slots", "1", "--", "echo", "{n}"])
+        check([int(v) for v in column(rows_of(out), "n")] == expected, f"range {spec}", out)
+    bad(["--param", f"n={big}:-{big}:{big}", "--", "echo", "{n}"], r"the step goes away from STOP")
+
+
+@case
 def float_ranges():
     """Decimal ranges keep their decimals and include STOP despite rounding."""
     for spec, expected in [("0:1:0.1", ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]),
@@ -160,6 +173,53 @@ def points_file():
     check(column(rows_of(out), "output") == ["1|a, b", "2.5|plain"], "points of the file", out)
     out, _, _ = sweep(["--points", "points.csv", "--param", "k=7,8", "--", "echo", "{alpha}_{k}"])
     check(column(rows_of(out), "output") == ["1_7", "1_8", "2.5_7", "2.5_8"], "file rows crossed with --param", out)
+
+
+@case
+def big_grid_small_memory():
+    """A grid of 9 million points starts at once and the tool's memory does not grow with it."""
+    p = subprocess.Popen([COS, "sweep", "--param", "a=1:3000:1", "--param", "b=0:1:0.0003333333",
+                          "--slots", "2", "--out", "r.csv", "--", "true"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_rows("r.csv", 20)
+        with open(f"/proc/{p.pid}/status") as f:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+    finally:
+        p.kill()
+        p.wait()
+    check(hwm < 200 * 1024, f"peak RSS {hwm} kB")
+    rows = {r["point"]: r for r in rows_of(open("r.csv").read())}
+    check(rows["0"]["a"] == "1" and rows["0"]["b"] == "0" and rows["1"]["b"] == "0.0003333333", "the first points",
+          rows.get("0"), rows.get("1"))
+
+
+@case
+def resume_big_file_small_memory():
+    """--resume reads a results file of two million rows without holding it in memory."""
+    n = 2_000_000
+    with open("r.csv", "w") as f:
+        f.write("point,a,b,status,exit,signal,duration,host,attempts,error\n")
+        f.writelines(f"{p},{p // 1000 + 1},{p % 1000},ok,0,,0.001,vm,1,\n" for p in range(n))
+    size = os.path.getsize("r.csv")
+    p = subprocess.Popen([COS, "sweep", "--resume", "--param", "a=1:3000:1", "--param", "b=0:999:1",
+                          "--slots", "1", "--out", "r.csv", "--", "true"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while os.path.getsize("r.csv") <= size and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        check(os.path.getsize("r.csv") > size, "new rows after the kept ones")
+        with open(f"/proc/{p.pid}/status") as f:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+    finally:
+        p.kill()
+        p.wait()
+    check(hwm < 200 * 1024, f"peak RSS {hwm} kB")
+    with open("r.csv") as f:
+        f.seek(size)
+        first_new = f.readline()
+    check(first_new.startswith(f"{n},{n // 1000 + 1},0,ok"), "the first point not done is the next", first_new)
 
 
 # --- output ----------------------------------------------------------------
@@ -211,6 +271,17 @@ def jsonl_output():
     check(rows["d"]["status"] == "failed" and rows["d"]["exit"] == 4 and rows["d"]["error"].startswith("exit status 4"),
           "a failure", rows["d"])
     check(rows["a"]["error"] is None and rows["a"]["signal"] is None, "nulls when ok", rows["a"])
+
+
+@case
+def jsonl_exact_values():
+    """JSON lines keep a value's exact text: a number only where it reads back as that text."""
+    values = ["1.10", "1e3", "1", "2.5", "-0", "007", "-3"]
+    sweep(["--param", "v=" + ",".join(values), "--out", "r.jsonl", "--", "echo", "{v}"])
+    rows = sorted(jsonl_of(open("r.jsonl").read()), key=lambda r: r["point"])
+    check([r["v"] for r in rows] == ["1.10", "1e3", 1, 2.5, "-0", "007", -3], "exact values", rows)
+    _, err, _ = sweep(["--resume", "--param", "v=" + ",".join(values), "--out", "r.jsonl", "--", "echo", "{v}"])
+    check("7 points: 7 done" in err and "(7 done before)" in err, "every point found done on resume", err)
 
 
 @case
@@ -380,6 +451,86 @@ def interrupt():
     check("interrupted" in err and "8 not run" in err, "summary", err)
 
 
+@case
+def resume_exact_values():
+    """--resume tells points by their exact text and place: 1.10 and 1.1 are two points, each run once."""
+    # Point 1 (1.1) done, point 0 (1.10) not: a canonical 1.1 would take point 0 for done.
+    args = ["--param", "ver=1.10,1.1", "--slots", "1", "--out", "r.csv", "--",
+            "sh", "-c", "[ {ver} = 1.1 ] && echo {ver}"]
+    sweep(args, expect=1)
+    first = rows_of(open("r.csv").read())
+    check(sorted((r["ver"], r["status"]) for r in first) == [("1.1", "ok"), ("1.10", "failed")], "first run", first)
+    _, err, _ = sweep(["--resume"] + args[:-1] + ["echo {ver}"])
+    rows = rows_of(open("r.csv").read())
+    check(sorted((r["point"], r["ver"], r["status"]) for r in rows) == [("0", "1.10", "ok"), ("1", "1.1", "ok")],
+          "each point once, both ok", rows)
+    check("(1 done before)" in err, "one kept", err)
+
+
+@case
+def resume_other_grid():
+    """--resume over the results of another grid with the same names is exit 2, saying what differs."""
+    sweep(["--param", "x=1,2", "--out", "r.csv", "--", "echo", "{x}"])
+    before = open("r.csv").read()
+    bad(["--resume", "--param", "x=3,4", "--out", "r.csv", "--", "echo", "{x}"],
+        r"r.csv holds the results of another sweep: --param x=1,2 is now --param x=3,4")
+    bad(["--resume", "--param", "x=1,2", "--param", "y=1", "--out", "r.csv", "--", "echo", "{x}{y}"],
+        r"other parameters \(x\), not of this one \(x, y\)")
+    check(open("r.csv").read() == before, "the results are left alone")
+    # Another command is how failed points are fixed: a warning, not a refusal.
+    _, err, _ = sweep(["--resume", "--param", "x=1,2", "--out", "r.csv", "--", "echo", "v{x}"])
+    check("its command was 'echo {x}', now 'echo v{x}'" in err, "says the command changed", err)
+    sweep(["--param", "x=1,2", "--out", "r.jsonl", "--", "echo", "{x}"])
+    bad(["--resume", "--param", "x=2,1", "--out", "r.jsonl", "--", "echo", "{x}"],
+        r"r.jsonl holds the results of another sweep: --param x=1,2 is now --param x=2,1")
+    _, err, _ = sweep(["--resume", "--param", "x=1:2:1", "--out", "r.jsonl", "--", "echo", "{x}"])
+    check("2 done before" in err, "the same grid written another way resumes", err)
+
+
+@case
+def one_sweep_per_out():
+    """A second sweep on the --out of a running one refuses at once, naming the file and the other's pid."""
+    marker = unique_sleep()[3:]
+    p = subprocess.Popen([COS, "sweep", "--param", "i=0:7:1", "--slots", "1", "--out", "r.csv", "--",
+                          "sh", "-c", f"sleep 0.3{marker}; echo {{i}}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_rows("r.csv", 2)
+        for args in (["--param", "i=0:7:1"], ["--resume", "--param", "i=0:7:1"]):
+            rc, out, err, secs = run(["sweep"] + args + ["--out", "r.csv", "--", "echo", "{i}"])
+            check(rc == 2, f"exit status {rc}", err)
+            check("r.csv" in err and f"pid {p.pid}" in err, "names the file and the other sweep", err)
+            check(secs < 2, f"refused at once, not after {secs:.1f} s")
+        check(p.poll() is None, "the first sweep is still running")
+    finally:
+        p.wait(timeout=20)
+    check(p.returncode == 0, "the first sweep ended well")
+    rows = rows_of(open("r.csv").read())
+    check(sorted(int(r["i"]) for r in rows) == list(range(8)), "only the first sweep wrote r.csv", rows)
+    sweep(["--resume", "--param", "i=0:7:1", "--out", "r.csv", "--", "sh", "-c", "echo {i}"])
+
+
+@case
+def csv_failed_rows_at_once():
+    """CSV: a failed row is in the file when its point ends, before any success; a success adds its columns."""
+    marker = unique_sleep()[3:]
+    script = f'if [ {{i}} -le 2 ]; then echo no >&2; exit 1; fi; sleep 0.3{marker}; echo \'{{"e": {{i}}}}\''
+    p = subprocess.Popen([COS, "sweep", "--param", "i=1:4:1", "--slots", "1", "--out", "r.csv", "--",
+                          "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_rows("r.csv", 3)
+    p.kill()
+    p.wait()
+    check_no_processes("0.3" + marker, within=3)
+    rows = rows_of(open("r.csv").read())
+    check([(r["i"], r["status"]) for r in rows] == [("1", "failed"), ("2", "failed")], "the failed rows", rows)
+    sweep(["--resume", "--param", "i=1:4:1", "--slots", "1", "--out", "r.csv", "--", "sh", "-c", script], expect=1)
+    text = open("r.csv").read()
+    check(text.splitlines()[0].endswith("attempts,e,error"), "the result column came with the success", text)
+    rows = rows_of(text)
+    check(sorted((r["i"], r["status"], r["e"]) for r in rows) ==
+          [("1", "failed", ""), ("2", "failed", ""), ("3", "ok", "3"), ("4", "ok", "4")], "every row", rows)
+
+
 # --- bad input -------------------------------------------------------------
 
 def bad(args, pattern):
@@ -421,6 +572,22 @@ def bad_points_file():
 
 
 @case
+def bad_file_is_directory():
+    """--points DIR and --out DIR are exit 2 with a message naming the file; a points file may start with a BOM."""
+    os.mkdir("d.csv")
+    bad(["--points", "d.csv", "--", "echo", "{x}"], r"--points d.csv: cannot read the points file: d.csv is a directory")
+    bad(["--resume", "--param", "x=1", "--out", "d.csv", "--", "echo", "{x}"], r"--out d.csv: it is a directory")
+    bad(["--param", "x=1", "--out", "d.csv", "--", "echo", "{x}"], r"--out d.csv: it is a directory")
+    check(os.listdir(".") == ["d.csv"], "nothing written beside it", os.listdir("."))
+    with open("bom.csv", "wb") as f:
+        f.write(b"\xef\xbb\xbfa,b\r\n1,x\r\n")
+    out, _, _ = sweep(["--points", "bom.csv", "--", "echo", "{a}{b}"])
+    check(column(rows_of(out), "output") == ["1x"], "the BOM is not part of the first name", out)
+    out, _, _ = sweep(["--points", "/dev/stdin", "--", "echo", "{a}"], input="a\n7\n")
+    check(column(rows_of(out), "value") == ["7"], "a pipe is a points file too", out)
+
+
+@case
 def bad_slot_count():
     bad(["--slots", "0", "--param", "x=1", "--", "echo", "{x}"], r"--slots 0: the number of worker processes must be positive")
     bad(["--slots", "-2", "--param", "x=1", "--", "echo", "{x}"], r"must be positive")
@@ -458,6 +625,21 @@ def bad_other_options():
 
 
 @case
+def bad_command_line_names_it():
+    """An unknown command or option is named in the message, with the commands there are."""
+    for args, pattern in [(["swep", "--param", "x=1"], r"^cos: unknown command 'swep' \(commands: sweep, bench\)"),
+                          (["sweep", "--bogus", "--param", "x=1", "--", "echo"], r"^cos sweep: unknown option '--bogus'"),
+                          (["sweep", "--param", "x=1", "--slot=2", "--", "echo"], r"^cos sweep: unknown option '--slot'"),
+                          (["--bogus", "sweep"], r"^cos: unknown option '--bogus'"),
+                          (["bench", "-r", "2", "--nope"], r"^cos bench: unknown option '--nope'")]:
+        rc, out, err, _ = run(args)
+        check(rc == 2 and re.search(pattern, err), f"cos {' '.join(args)}: exit status {rc}", err)
+        check(out == "", "nothing on stdout", out)
+    out, _, _ = sweep(["--param", "x=1", "--timeout", "5", "--progress", "--", "echo", "--bogus", "{x}"])
+    check(column(rows_of(out), "output") == ["--bogus 1"], "options of COMMAND are its own", out)
+
+
+@case
 def help_text():
     """--help explains everything with examples, and exits with 0."""
     rc, out, _, _ = run(["--help"])
@@ -478,6 +660,18 @@ def bench_command():
     check(rc == 0 and "--repetitions" in out and "baseline" in out, "cos bench --help", out)
     rc, _, err, _ = run(["bench", "-r", "0"])
     check(rc == 2 and "repetitions" in err, "cos bench -r 0 is exit 2", err)
+
+
+@case
+def bench_installed():
+    """An installed cos bench (no build tree around it) says how to run the benchmarks from a build tree."""
+    import shutil
+    os.makedirs("prefix/bin")
+    shutil.copy(COS, "prefix/bin/cos")
+    p = subprocess.run(["prefix/bin/cos", "bench"], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 2, f"exit status {p.returncode}", p.stderr)
+    for words in ["run from a build tree", "make bench", "-DCOS_BUILD_BENCH=ON", "build/cos/cos bench"]:
+        check(words in p.stderr, f"the message says {words!r}", p.stderr)
 
 
 @case
