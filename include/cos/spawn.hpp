@@ -23,17 +23,8 @@ namespace coop {
 namespace detail {
 
 template <class F, class... A> auto spawn_local(F&& f, A&&... args) {
-  // A task returns a value, never a reference into a stack that is gone.
-  using R = std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
-  using C = Closure<R, std::decay_t<F>, std::decay_t<A>...>;
-  LocalSpawn s = prepare_local(sizeof(C), alignof(C), &C::run);
-  try {
-    ::new (s.closure) C(std::forward<F>(f), std::forward<A>(args)...);
-  } catch (...) {
-    abandon_local(s);
-    throw;
-  }
-  return Task<R>(start_local(s));
+  using R = task_result_t<F, A...>;
+  return Task<R>(start_local(prepare_closure(std::forward<F>(f), std::forward<A>(args)...)));
 }
 
 COS_API void yield_now();

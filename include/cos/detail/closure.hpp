@@ -37,11 +37,15 @@ template <class R, class F, class... A> struct Closure {
   }
 };
 
-// spawn_detached(now, f, args...) starts f(args...) as a local task that
-// nobody joins (see start_detached).
-template <class F, class... A> void spawn_detached(bool now, F&& f, A&&... args) {
-  using R = std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
-  using C = Closure<R, std::decay_t<F>, std::decay_t<A>...>;
+// The result of a task running f(args...): a value, never a reference into
+// a stack that is gone.
+template <class F, class... A>
+using task_result_t = std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>, std::decay_t<A>...>>;
+
+// prepare_closure() reserves a task for f(args...) and builds its closure
+// there; the caller starts it.
+template <class F, class... A> LocalSpawn prepare_closure(F&& f, A&&... args) {
+  using C = Closure<task_result_t<F, A...>, std::decay_t<F>, std::decay_t<A>...>;
   LocalSpawn s = prepare_local(sizeof(C), alignof(C), &C::run);
   try {
     ::new (s.closure) C(std::forward<F>(f), std::forward<A>(args)...);
@@ -49,7 +53,13 @@ template <class F, class... A> void spawn_detached(bool now, F&& f, A&&... args)
     abandon_local(s);
     throw;
   }
-  start_detached(s, now);
+  return s;
+}
+
+// spawn_detached(now, f, args...) starts f(args...) as a local task that
+// nobody joins (see start_detached).
+template <class F, class... A> void spawn_detached(bool now, F&& f, A&&... args) {
+  start_detached(prepare_closure(std::forward<F>(f), std::forward<A>(args)...), now);
 }
 
 }  // namespace coop::detail
