@@ -21,6 +21,13 @@ enum class Format { csv, jsonl };
 // other extension.
 Format format_of(const std::string& path);
 
+// fixed_after are the columns a results header has, in this order, after
+// the parameters (and before the result's).
+extern const std::vector<std::string> fixed_after;
+
+// json_text() is JSON text of j on one line (invalid UTF-8 replaced).
+std::string json_text(const nlohmann::ordered_json& j);
+
 // Row is one finished point.
 struct Row {
   std::size_t point = 0;
