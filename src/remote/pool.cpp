@@ -214,7 +214,7 @@ void RemotePool::on_message(Message&& m) {
     case Message::Kind::result:
       job.timing.started = m.started;
       job.timing.completed = m.completed;
-      switch (m.ok ? Message::Failure::none : m.failure) {
+      switch (m.failure) {
         case Message::Failure::none:
           try {
             job.decode(m.payload, rec->value);
