@@ -97,16 +97,6 @@ int sum_of_squares(int n) {
 }
 COS_REMOTE(sum_of_squares);
 
-int crash(std::string how) {
-  rlimit none{0, 0};
-  ::setrlimit(RLIMIT_CORE, &none);
-  if (how == "abort") std::abort();
-  if (how == "segv") std::raise(SIGSEGV);
-  if (how == "exit3") std::_Exit(3);
-  return -1;
-}
-COS_REMOTE(crash);
-
 int crash_once(std::string path) {
   if (std::ifstream(path)) return 7;
   std::ofstream(path) << "crashed\n";

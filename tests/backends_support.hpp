@@ -96,8 +96,7 @@ int twice(int x) noexcept;
 // sum_of_squares(n) runs a scheduler of its own inside its slot; there is no
 // VM there, so its remote spawns run as local microthreads.
 int sum_of_squares(int n);
-// crash(how) dies the way `how` says ("abort", "segv", "exit3"), without a core file.
-int crash(std::string how);
+using cos_test::crash;  // crash_function.cpp
 // crash_once(path) dies the first time it runs for `path` and returns 7 after.
 int crash_once(std::string path);
 

@@ -183,8 +183,7 @@ def big_grid_small_memory():
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_rows("r.csv", 20)
-        with open(f"/proc/{p.pid}/status") as f:
-            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+        hwm = peak_rss_kib(p.pid)
     finally:
         p.kill()
         p.wait()
@@ -210,8 +209,7 @@ def resume_big_file_small_memory():
         while os.path.getsize("r.csv") <= size and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         check(os.path.getsize("r.csv") > size, "new rows after the kept ones")
-        with open(f"/proc/{p.pid}/status") as f:
-            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+        hwm = peak_rss_kib(p.pid)
     finally:
         p.kill()
         p.wait()
@@ -380,6 +378,12 @@ def lost_worker():
 
 
 # --- resume and interruption -------------------------------------------------
+
+def peak_rss_kib(pid):
+    """The peak resident memory of a running process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+
 
 def wait_for_rows(path, n, timeout=10):
     deadline = time.monotonic() + timeout

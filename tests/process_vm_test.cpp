@@ -55,17 +55,6 @@ COS_REMOTE(fail);
 int my_pid() { return static_cast<int>(::getpid()); }
 COS_REMOTE(my_pid);
 
-// crash() dies the way `how` says, without leaving a core file behind.
-int crash(std::string how) {
-  rlimit none{0, 0};
-  ::setrlimit(RLIMIT_CORE, &none);
-  if (how == "abort") std::abort();
-  if (how == "segv") std::raise(SIGSEGV);
-  if (how == "exit3") std::_Exit(3);
-  return -1;
-}
-COS_REMOTE(crash);
-
 // pid_then_sleep() writes its pid to `path`, then sleeps, so that the test
 // can kill it from outside.
 int pid_then_sleep(std::string path, int ms) {
@@ -245,7 +234,7 @@ TEST_CASE("process vm: a worker that crashes is reported lost and replaced, othe
   auto before = vm.worker_pids();
   std::vector<coop::TaskId> others;
   for (int i = 1; i < n; ++i) others.push_back(must_start(vm, call("slow_square", i, 200)));
-  auto victim = must_start(vm, call("crash", how));
+  auto victim = must_start(vm, call("cos_test::crash", how));
 
   auto got = receive_all(vm, static_cast<std::size_t>(n));
   const Message& lost = got[victim];

@@ -79,6 +79,11 @@ class StderrCapture {
   std::string path_;
 };
 
+// crash(how) dies the way `how` says ("abort", "segv", "exit3"), without
+// leaving a core file behind; registered as "cos_test::crash"
+// (crash_function.cpp, built into the programs whose workers crash).
+int crash(std::string how);
+
 // ChildResult is how a forked child ended.
 struct ChildResult {
   bool exited = false;  // false: killed by a signal (a crash)
