@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <deque>
+#include <filesystem>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -14,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <cos/detail/journal.hpp>
 #include <cos/export.hpp>
 #include <cos/job.hpp>
 #include <cos/join.hpp>
@@ -31,6 +34,16 @@ struct DispatchOptions {
   int max_in_flight = 0;               // 0: one per slot of the VM (one at a time without a VM)
   bool progress = false;               // a coop::ProgressBar on stderr, when it is a terminal
   Spawn spawn{};                       // options of every job's spawn (host, priority, timeout, retries)
+  // journal: a file where each job that succeeds is recorded (its index, a
+  // digest of its call, its value) as it arrives, before the collector sees
+  // it. A dispatch of the same job list with the same journal runs only the
+  // jobs not recorded there: the recorded results reach the collector (and
+  // the returned values) first, marked Result::replayed, then the rest run.
+  // Failed jobs are not recorded, so they run again. A journal of another
+  // job list is a coop::Error before anything runs; a record cut short by a
+  // kill is ignored. Needs jobs of COS_REMOTE functions with serializable
+  // arguments and result.
+  std::optional<std::filesystem::path> journal{};
 };
 
 // Dispatched<R> is what dispatch() returns: the values in job order (a
@@ -124,6 +137,7 @@ template <class R> class Dispatcher {
     if (opt_.progress && ProgressBar::stderr_is_terminal()) bar_.emplace(true, st.total);
     std::size_t max = static_cast<std::size_t>(opt_.max_in_flight > 0 ? opt_.max_in_flight
                                                                       : default_in_flight(opt_.remote));
+    if (opt_.journal) replay_journal(source, stream, st);
     bool exhausted = false;
     bool broken = false;       // a job could not start: start nothing more
     std::exception_ptr error;  // and rethrow it once the started jobs have arrived
@@ -137,7 +151,14 @@ template <class R> class Dispatcher {
             start(std::move(rerun.job), rerun.index, rerun.attempt, st);
             continue;
           }
-          if (exhausted || stream.stopped()) break;
+          if (stream.stopped()) break;
+          if (!held_.empty()) {  // jobs read ahead of the journal's replay
+            auto [index, job] = std::move(held_.front());
+            held_.pop_front();
+            start(std::move(job), index, 1, st);
+            continue;
+          }
+          if (exhausted) break;
           std::optional<Job<R>> j = source.next();
           if (!j) {
             exhausted = true;
@@ -178,7 +199,87 @@ template <class R> class Dispatcher {
     Task<R> task;
     std::unique_ptr<Timing> local_timing;  // a local run writes its times here
     bool cancelled = false;
+    std::uint64_t digest = 0;  // of its call, when there is a journal
   };
+
+  // digest() is the journal's digest of a job's call.
+  static std::uint64_t digest(const Job<R>& j) {
+    std::optional<Call> call = JobAccess::describe(j);
+    if (!call) {
+      throw Error("coop::dispatch: a journal needs jobs of functions registered with COS_REMOTE, "
+                  "with serializable arguments");
+    }
+    return call_digest(*call);
+  }
+
+  // replay_journal() opens the journal, checks that every job it records
+  // is the same job of this job list (reading the jobs ahead up to the last
+  // recorded index, and holding the others to start first), and delivers
+  // the recorded results before any job starts. Throws coop::Error for a
+  // journal of another job list.
+  template <class Source> void replay_journal(Source& source, Stream<R>& stream, DispatchStats& st) {
+    if constexpr (!serializable<R>) {
+      throw Error("coop::dispatch: a journal needs a result type that cereal can serialize");
+    } else {
+      journal_ = std::make_unique<Journal>(*opt_.journal);
+      auto& records = journal_->records();
+      if (records.empty()) return;
+      std::size_t last = records.rbegin()->first;
+      for (std::size_t i = 0; i <= last; ++i) {
+        std::optional<Job<R>> j = source.next();
+        if (!j) {
+          throw Error("coop::dispatch: the journal '" + journal_->path().string() + "' records job " +
+                      std::to_string(last) + ", but this job list has only " + std::to_string(i) +
+                      " jobs: it is the journal of another job list");
+        }
+        auto it = records.find(i);
+        if (it == records.end()) {
+          held_.emplace_back(i, std::move(*j));
+        } else if (it->second.digest != digest(*j)) {
+          throw Error("coop::dispatch: job " + std::to_string(i) + " is not the job that the journal '" +
+                      journal_->path().string() + "' records under that index: it is the journal of "
+                      "another job list (use a new journal, or delete this one)");
+        }
+      }
+      next_index_ = last + 1;
+      for (auto& [index, rec] : records) deliver_replayed(rec, stream, st);
+      records.clear();
+    }
+  }
+
+  // deliver_replayed() hands a recorded result on as if it had just arrived.
+  void deliver_replayed(JournalRecord& rec, Stream<R>& stream, DispatchStats& st) {
+    Result<R> r;
+    r.index = rec.index;
+    r.replayed = true;
+    if (!rec.host.empty()) r.host = HostId(rec.host);
+    auto now = clock::now();
+    r.timing.received = r.timing.completed = now;
+    r.timing.submitted = r.timing.started = now - std::chrono::nanoseconds(rec.run_ns);
+    if constexpr (std::is_void_v<R>) {
+      r.value = Outcome<R>::value();
+    } else {
+      R value{};
+      from_bytes(rec.value, value);
+      r.value = Outcome<R>::value(std::move(value));
+    }
+    ++st.done;
+    ++st.replayed;
+    deliver(std::move(r), std::nullopt, stream, st);
+  }
+
+  // record() appends a successful result to the journal, before anyone sees it.
+  void record(const Result<R>& r, std::uint64_t job_digest) {
+    if constexpr (serializable<R>) {
+      JournalRecord rec;
+      rec.index = r.index;
+      rec.digest = job_digest;
+      rec.run_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.timing.run_time()).count();
+      if (r.host) rec.host = r.host->name();
+      if constexpr (!std::is_void_v<R>) rec.value = to_bytes(r.value.get());
+      journal_->append(rec);
+    }
+  }
 
   void start(Job<R>&& j, std::size_t index, int attempt, DispatchStats& st) {
     Spawn s = opt_.spawn;
@@ -189,11 +290,13 @@ template <class R> class Dispatcher {
     if (st.submitted == 0) st.first_submitted = timing->submitted;
     Task<R> t = JobAccess::start(j, s, timing.get());
     ++st.submitted;
+    std::uint64_t job_digest = journal_ ? digest(j) : 0;
     Tid tid = t.tid();
     tids_.push_back(tid);
     std::optional<Job<R>> kept_job;
     if (streaming_) kept_job.emplace(std::move(j));
-    in_flight_.emplace(tid, Running{index, attempt, std::move(kept_job), std::move(t), std::move(timing)});
+    in_flight_.emplace(tid, Running{index, attempt, std::move(kept_job), std::move(t), std::move(timing), false,
+                                    job_digest});
   }
 
   // cancel_running() cancels every remote job in flight (a local one runs on).
@@ -248,6 +351,12 @@ template <class R> class Dispatcher {
     ++st.done;
     st.last_received = r.timing.received;
     if (r.timing.completed > r.timing.started) st.serial_time += r.timing.completed - r.timing.started;
+    if (journal_ && r.value.ok()) record(r, running.digest);
+    deliver(std::move(r), std::move(running.job), stream, st);
+  }
+
+  // deliver() keeps a result for the returned values and hands it to the collector.
+  void deliver(Result<R>&& r, std::optional<Job<R>> job, Stream<R>& stream, DispatchStats& st) {
     if (keep_ && kept_.size() <= r.index) kept_.resize(r.index + 1);
     if (!streaming_) {  // no collector reads the stream
       if (keep_) kept_[r.index] = std::move(r.value);
@@ -259,7 +368,7 @@ template <class R> class Dispatcher {
     }
     // A collector waiting for this result sees it before the next job starts.
     bool collector_waits = stream.waiter_.waiting();
-    stream.push(std::move(r), std::move(running.job));
+    stream.push(std::move(r), std::move(job));
     show_progress(st);
     if (collector_waits) coop::yield();
   }
@@ -276,6 +385,8 @@ template <class R> class Dispatcher {
   std::optional<ProgressBar> bar_;
   std::size_t next_index_ = 0;
   std::optional<Tid> helper_;
+  std::unique_ptr<Journal> journal_;
+  std::deque<std::pair<std::size_t, Job<R>>> held_;
   std::vector<Tid> tids_;
   std::unordered_map<Tid, Running> in_flight_;
   std::vector<std::optional<Outcome<R>>> kept_;

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -23,10 +24,16 @@ template <class R> class Dispatcher;
 // JobAccess is the one door into a Job: job() builds one, the dispatcher
 // starts it.
 struct JobAccess {
-  template <class R, class Start> static Job<R> make(Start&& start) { return Job<R>(std::forward<Start>(start)); }
+  template <class R, class Start, class Describe> static Job<R> make(Start&& start, Describe&& describe) {
+    return Job<R>(std::forward<Start>(start), std::forward<Describe>(describe));
+  }
   template <class R> static Task<R> start(const Job<R>& j, const Spawn& opt, Timing* timing) {
     return j.start_(opt, timing);
   }
+  // describe() is the job's serialized call (for a journal's digest), or
+  // nullopt when its function is not registered or its arguments cannot be
+  // serialized.
+  template <class R> static std::optional<Call> describe(const Job<R>& j) { return j.describe_(); }
 };
 }  // namespace detail
 
@@ -40,8 +47,10 @@ template <class R> class Job {
   // when it started and completed in *timing (the scheduler does not time
   // microthreads), which the dispatcher keeps alive until the run ends.
   using Start = std::function<Task<R>(const Spawn&, Timing*)>;
-  explicit Job(Start start) : start_(std::move(start)) {}
+  using Describe = std::function<std::optional<Call>()>;
+  Job(Start start, Describe describe) : start_(std::move(start)), describe_(std::move(describe)) {}
   Start start_;
+  Describe describe_;
 };
 
 // job(f, args...) makes a Job of the function f (registered with COS_REMOTE
@@ -56,7 +65,14 @@ template <class F, class... A> auto job(F f, A&&... args) {
   static_assert(std::is_constructible_v<Args, A&&...>,
                 "coop::job: the arguments do not match the function's parameters");
   auto args_ptr = std::make_shared<const Args>(std::forward<A>(args)...);
-  return detail::JobAccess::make<R>([f, args_ptr](const Spawn& opt, Timing* timing) -> Task<R> {
+  auto describe = [f, args_ptr]() -> std::optional<Call> {
+    if constexpr (detail::AllSerializable<Args>::value) {
+      const std::string* name = detail::remote_name(reinterpret_cast<const void*>(f));
+      if (name) return Call{*name, detail::to_bytes(*args_ptr)};
+    }
+    return std::nullopt;
+  };
+  auto start = [f, args_ptr](const Spawn& opt, Timing* timing) -> Task<R> {
     // Each start copies the arguments, so that the job can start again.
     if (opt.remote && detail::has_vm()) {
       return std::apply([&](const auto&... a) { return coop::spawn(opt, f, a...); }, *args_ptr);
@@ -71,7 +87,8 @@ template <class F, class... A> auto job(F f, A&&... args) {
           return std::apply(f, std::move(a));
         },
         Args(*args_ptr));
-  });
+  };
+  return detail::JobAccess::make<R>(std::move(start), std::move(describe));
 }
 
 }  // namespace coop

@@ -25,6 +25,7 @@ template <class R> struct Result {
   std::optional<HostId> host{};  // where it ran; nullopt for a local run
   Timing timing{};
   std::string output{};          // what it printed, where the backend captures it
+  bool replayed = false;         // read back from DispatchOptions::journal, not run in this dispatch
 };
 
 // DispatchStats are IPython parallel's figures for one dispatch.
@@ -33,6 +34,7 @@ struct DispatchStats {
   std::size_t done = 0;     // results delivered, failures and retried ones included
   std::size_t failed = 0;   // results that hold an exception
   std::size_t retried = 0;  // results the collector ran again with Stream::retry
+  std::size_t replayed = 0;  // results read back from the journal (counted in done, not run)
   std::optional<std::size_t> total{};  // known when the jobs are a sized range
   clock::time_point first_submitted{};
   clock::time_point last_received{};
