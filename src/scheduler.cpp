@@ -10,6 +10,7 @@
 #include <cos/spawn.hpp>
 #include <cos/vm.hpp>
 
+#include "remote/storage.hpp"
 #include "core/engine.hpp"
 #include "remote/pool.hpp"
 
@@ -21,7 +22,8 @@ thread_local Scheduler* tls_scheduler = nullptr;
 struct Scheduler::Impl {
   detail::Engine engine;
   detail::RemotePool pool{engine};
-  explicit Impl(Options options) : engine(options) {
+  detail::SpawnerMirrors mirrors;  // after the engine, which refuses a second scheduler on this thread
+  explicit Impl(Options options) : engine(options), mirrors(options.mirrors) {
     if (options.vm) pool.set_vm(std::move(options.vm));
   }
 };
@@ -111,6 +113,7 @@ bool has_vm() {
 }
 TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode) {
   Engine::current_checked("coop::spawn");
+  call.mirrors = spawner_mirrors_blob();
   return RemotePool::current()->spawn(options, std::move(call), decode);
 }
 void not_remotable() {

@@ -538,7 +538,7 @@ TEST_CASE("process vm: workers exit when the spawner is killed") {
 
 TEST_CASE("process vm: frames reject corrupt and oversized input") {
   using namespace coop::detail;
-  coop::Call c{"fn", std::string("\0args\xff", 6)};
+  coop::Call c{"fn", std::string("\0args\xff", 6), std::string("mirrors\0", 8)};
   std::string bytes = encode_frame(FrameKind::call, encode_call(42, c));
 
   SECTION("a frame fed a byte at a time comes out whole") {
@@ -557,6 +557,7 @@ TEST_CASE("process vm: frames reject corrupt and oversized input") {
     CHECK(task == 42);
     CHECK(back.function == "fn");
     CHECK(back.args == c.args);
+    CHECK(back.mirrors == c.mirrors);
     CHECK(r.buffered() == 0);
   }
   SECTION("results round trip") {

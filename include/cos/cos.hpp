@@ -14,6 +14,7 @@
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>
 #include <cos/spawn_options.hpp>
+#include <cos/storage.hpp>
 #include <cos/stream.hpp>
 #include <cos/task.hpp>
 #include <cos/thread_vm.hpp>

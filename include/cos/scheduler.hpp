@@ -8,8 +8,10 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <cos/export.hpp>
+#include <cos/storage.hpp>
 
 namespace coop {
 
@@ -35,6 +37,10 @@ struct Options {
   // overflow that skips over the canary (one large frame), or that crashes
   // before the task switches, is not caught. Turn it on while developing.
   bool guard_pages = false;
+  // mirrors are directories of this process that remote tasks find copied
+  // on their host (coop::Mirror, cos/storage.hpp); to_abstract() and
+  // to_actual() translate paths inside them.
+  std::vector<Mirror> mirrors{};
 };
 
 // Scheduler runs microthreads on the thread that constructs it; that thread's

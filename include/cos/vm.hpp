@@ -20,7 +20,11 @@ namespace coop {
 struct Call {
   std::string function;
   std::string args;
-  template <class Archive> void serialize(Archive& ar) { ar(function, args); }
+  // The spawner's mirrors (Options::mirrors) as the storage layer encodes
+  // them, so that the slot can copy and resolve them; empty without mirrors.
+  // A backend carries it like `args`, unread.
+  std::string mirrors{};
+  template <class Archive> void serialize(Archive& ar) { ar(function, args, mirrors); }
 };
 
 // Message is what a VM reports about a remote task.

@@ -12,6 +12,7 @@
 
 #include "backends/env_seconds.hpp"
 #include "backends/host_name.hpp"
+#include "remote/storage.hpp"
 #include "posix/fd.hpp"
 #include "posix/text.hpp"
 
@@ -79,6 +80,7 @@ void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
       slot.running_task = task;
       slot.running_function = call->function;
     }
+    detail::set_slot_host(slot.host.name());
     Message m = detail::execute(*call);
     m.task = task;
     m.host = slot.host;

@@ -9,6 +9,7 @@
 #include <cos/errors.hpp>
 
 #include "posix/text.hpp"
+#include "remote/storage.hpp"
 #include "remote/symbol_name.hpp"
 
 namespace coop::detail {
@@ -97,6 +98,7 @@ Message execute(const Call& call) {
     auto it = r.by_name.find(call.function);
     if (it != r.by_name.end()) entry = &it->second;
   }
+  TaskStorage storage(call.mirrors, call.function);  // its scratch and mirrors (storage.cpp)
   if (!entry) {
     m.failure = Message::Failure::not_registered;
     m.error_type = "coop::NotRegistered";
@@ -104,6 +106,7 @@ Message execute(const Call& call) {
   } else {
     m.failure = Message::Failure::exception;
     try {
+      storage.prepare();
       entry->invoker(call.args, m.payload);
       m.ok = true;
       m.failure = Message::Failure::none;
@@ -116,6 +119,7 @@ Message execute(const Call& call) {
       m.payload = "an exception of type " + m.error_type + " (not derived from std::exception)";
     }
   }
+  storage.end(m.failure == Message::Failure::none);
   m.completed = clock::now();
   return m;
 }

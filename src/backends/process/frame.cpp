@@ -139,6 +139,7 @@ std::string encode_call(std::uint64_t task, const Call& call) {
   w.num(task);
   w.bytes(call.function);
   w.bytes(call.args);
+  w.bytes(call.mirrors);
   return w.take();
 }
 
@@ -147,6 +148,7 @@ void decode_call(std::string_view payload, std::uint64_t& task, Call& call) {
   task = r.num<std::uint64_t>();
   call.function = r.bytes();
   call.args = r.bytes();
+  call.mirrors = r.bytes();
   r.done();
 }
 

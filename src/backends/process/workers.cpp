@@ -132,11 +132,16 @@ void ProcessVM::Impl::spawn(Slot& s) {
   std::string mark = std::string(detail::worker_env) + "=" + std::to_string(child_calls) + ":" +
                      std::to_string(child_results) + ":" + std::to_string(parent);
   std::string prefix = std::string(detail::worker_env) + "=";
+  // COS_HOST names the slot's host in the worker (its mirrors' {host}).
+  std::string host = "COS_HOST=" + hosts[s.host].name();
   std::vector<char*> envp;
   for (char** e = environ; e && *e; ++e) {
-    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) envp.push_back(*e);
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0 && std::strncmp(*e, "COS_HOST=", 9) != 0) {
+      envp.push_back(*e);
+    }
   }
   envp.push_back(mark.data());
+  envp.push_back(host.data());
   envp.push_back(nullptr);
   const char* exe = "/proc/self/exe";
 
