@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "posix/text.hpp"
+#include "slot_paths.hpp"
 
 #include "csv.hpp"
 #include "units.hpp"
@@ -322,10 +323,15 @@ CommandTemplate::CommandTemplate(std::vector<std::string> args, const std::vecto
       if (len && i + 1 + len < arg.size() && arg[i + 1 + len] == '}') {
         std::string name = arg.substr(i + 1, len);
         auto it = std::find(names.begin(), names.end(), name);
+        if (it == names.end() && name == "scratch") {  // the point's scratch directory, filled in on the slot
+          literal(scratch_marker());
+          i += len + 2;
+          continue;
+        }
         if (it == names.end()) {
           throw UsageError("unknown placeholder {" + name + "} in COMMAND argument " + std::to_string(a + 1) +
                            " '" + arg + "': the parameters are " + posix::join_names(names) + " (write {{" + name +
-                           "}} for a literal {" + name + "})");
+                           "}} for a literal {" + name + "}; {scratch} is the point's scratch directory)");
         }
         pieces.push_back(Piece{{}, static_cast<int>(it - names.begin())});
         i += len + 2;

@@ -17,6 +17,7 @@
 
 #include "posix/fd.hpp"
 #include "posix/text.hpp"
+#include "slot_paths.hpp"
 
 namespace coop::tool {
 namespace {
@@ -178,6 +179,7 @@ std::string tail(const std::string& s, std::size_t n) { return s.size() > n ? s.
 CommandRun run_command(std::vector<std::string> args) {
   CommandRun run;
   if (args.empty()) throw std::invalid_argument("run_command: no command");
+  resolve_markers(args);  // {scratch} and --mirror paths, as this slot sees them
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <unordered_map>
@@ -19,6 +20,7 @@
 #include <cos/errors.hpp>
 #include <cos/progress.hpp>
 #include <cos/scheduler.hpp>
+#include <cos/storage.hpp>
 #include <cos/vm.hpp>
 
 #include "output.hpp"
@@ -26,6 +28,7 @@
 #include "posix/text.hpp"
 #include "run_command.hpp"
 #include "run_record.hpp"
+#include "slot_paths.hpp"
 #include "trace.hpp"
 #include "units.hpp"
 #include "usage.hpp"
@@ -125,11 +128,34 @@ void Sweep::warn(const std::string& message) {
 
 // prepare() checks everything that does not need a worker, so that bad input
 // fails before any process starts.
+// remove_local_copies() removes the mirrors' copies that this sweep's slots
+// made on this machine (those of ProcessVM's hosts; an MPI rank's copies on
+// another node stay there).
+void remove_local_copies(const std::string& prefix, const std::vector<HostId>& hosts) {
+  std::filesystem::path base = "/tmp";
+  for (const char* var : {"COS_SCRATCH", "TMPDIR"}) {
+    if (const char* d = std::getenv(var); d && *d) {
+      base = d;
+      break;
+    }
+  }
+  for (const HostId& h : hosts) {
+    std::error_code ec;
+    std::filesystem::remove_all(base / (prefix + h.name()), ec);
+  }
+}
+
 void Sweep::prepare() {
   format_ = format_of(opt_.out);
   if (!opt_.timeout.empty()) timeout_ = parse_duration(opt_.timeout, "--timeout");
   if (opt_.retries < 0) throw UsageError("--retries " + std::to_string(opt_.retries) + ": must be 0 or more");
   check_vm_options(opt_);
+  for (const std::string& dir : opt_.mirrors) {
+    struct stat st {};
+    if (dir.empty() || ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      throw UsageError("--mirror " + dir + ": not a directory");
+    }
+  }
   if (command_.program_is_fixed() && !find_program(command_.args().front())) {
     throw UsageError("COMMAND: cannot run '" + command_.args().front() + "': " +
                      (command_.args().front().find('/') != std::string::npos ? "no such executable file"
@@ -194,7 +220,9 @@ std::optional<Job<CommandRun>> Sweep::next_job() {
   if (next_ == done_.size()) return std::nullopt;
   std::size_t point = next_++;
   point_of_job_[jobs_++] = point;
-  return coop::job(run_command, command_.substitute(points_.row(point)));
+  std::vector<std::string> args = command_.substitute(points_.row(point));
+  if (!opt_.mirrors.empty()) mark_mirrors(args, opt_.mirrors);
+  return coop::job(run_command, std::move(args));
 }
 
 // collect() is the dispatch's collector. A ticker beside it redraws the
@@ -343,16 +371,24 @@ int Sweep::run() {
     std::exception_ptr error;
     if (!stop_signal) {
       DispatchOptions options{.max_in_flight = slots, .spawn = Spawn{.remote = true, .timeout = timeout_}};
+      // Each --mirror DIR goes to cos-sweep-PID-HOST/N under the slot's
+      // $COS_SCRATCH or $TMPDIR: its own copy per host and per sweep.
+      Options sched{.vm = vm};
+      std::string copies = "cos-sweep-" + std::to_string(::getpid()) + "-";
+      for (std::size_t i = 0; i < opt_.mirrors.size(); ++i) {
+        sched.mirrors.push_back(Mirror{opt_.mirrors[i], copies + "{host}/" + std::to_string(i)});
+      }
       try {
         coop::run(
             [&] {
               coop::dispatch([this] { return next_job(); },
                              [this](Stream<CommandRun>& results) { collect(results); }, options);
             },
-            Options{.vm = vm});
+            std::move(sched));
       } catch (...) {
         error = std::current_exception();
       }
+      if (!opt_.mirrors.empty()) remove_local_copies(copies, vm->hosts());
     }
     vm.reset();
     writer_->finish();

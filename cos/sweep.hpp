@@ -25,6 +25,7 @@ struct SweepOptions {
   bool resume = false;
   std::string trace;
   std::optional<bool> progress{};  // default: when stderr is a terminal
+  std::vector<std::string> mirrors;  // --mirror DIR: copied to each host, paths into it resolved there
   std::vector<std::string> command;
 };
 

@@ -75,10 +75,17 @@ CLI::App* add_sweep_command(CLI::App& app, SweepOptions& o) {
       "Show a progress bar on stderr: done, failed,\nrunning and ETA (default: if stderr is a terminal)");
   sub->add_flag_callback(
       "--no-progress", [&o] { o.progress = false; }, "Do not show the progress bar");
+  sub->add_option("--mirror", o.mirrors,
+                  "Copy DIR to each host once, before its first point,\n"
+                  "and run every argument that starts with DIR (or\n"
+                  "has it after '=') on that host's copy (repeatable)")
+      ->type_name("DIR");
   sub->add_option("command", o.command, "The command to run for each point, after --")->type_name("COMMAND");
   sub->footer(R"(How it runs:
   Each point runs COMMAND with every {name} replaced by the point's value of
-  that parameter ({{name}} stays a literal {name}), in a worker process of
+  that parameter ({{name}} stays a literal {name}) and {scratch} by a fresh
+  directory of the point's own on the slot's local disk (under $COS_SCRATCH
+  or $TMPDIR; removed when the point ends), in a worker process of
   its own process group: a command that crashes or hangs costs one point, and
   a point that ends, fails, times out or is interrupted leaves no process.
 

@@ -592,6 +592,66 @@ def bad_file_is_directory():
 
 
 @case
+def scratch_placeholder():
+    """{scratch} is a fresh empty directory per point on the slot's disk, removed when the point ends."""
+    os.mkdir("scratch")
+    env = dict(os.environ, COS_SCRATCH=os.path.abspath("scratch"))
+    out, err, _ = sweep(["--param", "i=1:6:1", "--", "sh", "-c",
+                         'test -d "$0" && test -z "$(ls -A "$0")" && touch "$0/f{i}" && echo "{\\"dir\\": \\"$0\\"}"',
+                         "{scratch}"], env=env)
+    dirs = column(rows_of(out), "dir")
+    check(len(set(dirs)) == 6, "a directory of its own per point", dirs)
+    check(all(os.path.dirname(d) == os.path.abspath("scratch") for d in dirs), "under COS_SCRATCH", dirs)
+    check(os.listdir("scratch") == [], "every one removed", os.listdir("scratch"))
+
+
+@case
+def scratch_of_a_failed_point_is_removed():
+    """A command that fails is the point's result, not a failed task: its scratch goes even with COS_KEEP_SCRATCH=1."""
+    os.mkdir("scratch")
+    env = dict(os.environ, COS_SCRATCH=os.path.abspath("scratch"), COS_KEEP_SCRATCH="1")
+    sweep(["--param", "i=1,2", "--", "sh", "-c", 'touch "$0/f"; exit {i}', "{scratch}"], expect=1, env=env)
+    check(os.listdir("scratch") == [], "a failed command's scratch is the point's, removed with it", os.listdir("scratch"))
+
+
+@case
+def mirror_per_host():
+    """--mirror DIR copies DIR once per host; arguments under DIR run on that host's copy."""
+    os.makedirs("data/sub")
+    with open("data/sub/in.txt", "w") as f:
+        f.write("hello\n")
+    os.mkdir("scratch")
+    env = dict(os.environ, COS_SCRATCH=os.path.abspath("scratch"))
+    out, err, _ = sweep(["--hosts", "a=2,b=1", "--mirror", "data", "--param", "i=1:9:1", "--", "sh", "-c",
+                         'echo "{\\"path\\": \\"$0\\", \\"opt\\": \\"$1\\", \\"lines\\": $(wc -l < "$0"), \\"first\\": \\"$(head -n 1 "$0")\\"}"; echo {i} >> "$0"',
+                         "data/sub/in.txt", "--in=data/sub/in.txt"], env=env)
+    rows = rows_of(out)
+    for r in rows:
+        copy = os.path.join(os.path.abspath("scratch"), f"cos-sweep-")
+        check(r["path"].startswith(copy) and r["path"].endswith(f"-{r['host']}/0/sub/in.txt"),
+              "the host's own copy", r)
+        check(r["opt"] == "--in=" + r["path"], "a path after = too", r)
+        check(r["first"] == "hello", "the copied contents", r)
+    # Copied once per host: each point appends a line to the copy it read, so
+    # host b's points (one slot) saw 1, 2, 3, ... lines; host a's (two slots,
+    # so one other point may be between its read and its append) at least k.
+    seen = {}
+    for r in rows:
+        seen.setdefault(r["host"], []).append(int(r["lines"]))
+    b, a = sorted(seen["b"]), sorted(seen["a"])
+    check(b == list(range(1, len(b) + 1)), "one copy on b, appended to by each point", seen)
+    check(all(n >= max(1, k) for k, n in enumerate(a)) and a[-1] <= len(a), "one copy on a", seen)
+    with open("data/sub/in.txt") as f:
+        check(f.read() == "hello\n", "the original is untouched")
+    check(os.listdir("scratch") == [], "the copies are removed at the end", os.listdir("scratch"))
+
+
+@case
+def bad_mirror_not_directory():
+    bad(["--mirror", "missing", "--param", "x=1", "--", "echo", "{x}"], r"--mirror missing: not a directory")
+
+
+@case
 def bad_slot_count():
     bad(["--slots", "0", "--param", "x=1", "--", "echo", "{x}"], r"--slots 0: the number of worker processes must be positive")
     bad(["--slots", "-2", "--param", "x=1", "--", "echo", "{x}"], r"must be positive")
