@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include <cos/detail/journal.hpp>
+#include <cos/detail/dispatch_journal.hpp>
 #include <cos/export.hpp>
 #include <cos/job.hpp>
 #include <cos/join.hpp>
@@ -137,7 +137,15 @@ template <class R> class Dispatcher {
     if (opt_.progress && ProgressBar::stderr_is_terminal()) bar_.emplace(true, st.total);
     std::size_t max = static_cast<std::size_t>(opt_.max_in_flight > 0 ? opt_.max_in_flight
                                                                       : default_in_flight(opt_.remote));
-    if (opt_.journal) replay_journal(source, stream, st);
+    if (opt_.journal) {
+      // Recorded results first, before any job starts.
+      journal_ = std::make_unique<DispatchJournal<R>>(*opt_.journal);
+      for (Result<R>& r : journal_->replay(source, held_, next_index_)) {
+        ++st.done;
+        ++st.replayed;
+        deliver(std::move(r), std::nullopt, stream, st);
+      }
+    }
     bool exhausted = false;
     bool broken = false;       // a job could not start: start nothing more
     std::exception_ptr error;  // and rethrow it once the started jobs have arrived
@@ -202,85 +210,6 @@ template <class R> class Dispatcher {
     std::uint64_t digest = 0;  // of its call, when there is a journal
   };
 
-  // digest() is the journal's digest of a job's call.
-  static std::uint64_t digest(const Job<R>& j) {
-    std::optional<Call> call = JobAccess::describe(j);
-    if (!call) {
-      throw Error("coop::dispatch: a journal needs jobs of functions registered with COS_REMOTE, "
-                  "with serializable arguments");
-    }
-    return call_digest(*call);
-  }
-
-  // replay_journal() opens the journal, checks that every job it records
-  // is the same job of this job list (reading the jobs ahead up to the last
-  // recorded index, and holding the others to start first), and delivers
-  // the recorded results before any job starts. Throws coop::Error for a
-  // journal of another job list.
-  template <class Source> void replay_journal(Source& source, Stream<R>& stream, DispatchStats& st) {
-    if constexpr (!serializable<R>) {
-      throw Error("coop::dispatch: a journal needs a result type that cereal can serialize");
-    } else {
-      journal_ = std::make_unique<Journal>(*opt_.journal);
-      auto& records = journal_->records();
-      if (records.empty()) return;
-      std::size_t last = records.rbegin()->first;
-      for (std::size_t i = 0; i <= last; ++i) {
-        std::optional<Job<R>> j = source.next();
-        if (!j) {
-          throw Error("coop::dispatch: the journal '" + journal_->path().string() + "' records job " +
-                      std::to_string(last) + ", but this job list has only " + std::to_string(i) +
-                      " jobs: it is the journal of another job list");
-        }
-        auto it = records.find(i);
-        if (it == records.end()) {
-          held_.emplace_back(i, std::move(*j));
-        } else if (it->second.digest != digest(*j)) {
-          throw Error("coop::dispatch: job " + std::to_string(i) + " is not the job that the journal '" +
-                      journal_->path().string() + "' records under that index: it is the journal of "
-                      "another job list (use a new journal, or delete this one)");
-        }
-      }
-      next_index_ = last + 1;
-      for (auto& [index, rec] : records) deliver_replayed(rec, stream, st);
-      records.clear();
-    }
-  }
-
-  // deliver_replayed() hands a recorded result on as if it had just arrived.
-  void deliver_replayed(JournalRecord& rec, Stream<R>& stream, DispatchStats& st) {
-    Result<R> r;
-    r.index = rec.index;
-    r.replayed = true;
-    if (!rec.host.empty()) r.host = HostId(rec.host);
-    auto now = clock::now();
-    r.timing.received = r.timing.completed = now;
-    r.timing.submitted = r.timing.started = now - std::chrono::nanoseconds(rec.run_ns);
-    if constexpr (std::is_void_v<R>) {
-      r.value = Outcome<R>::value();
-    } else {
-      R value{};
-      from_bytes(rec.value, value);
-      r.value = Outcome<R>::value(std::move(value));
-    }
-    ++st.done;
-    ++st.replayed;
-    deliver(std::move(r), std::nullopt, stream, st);
-  }
-
-  // record() appends a successful result to the journal, before anyone sees it.
-  void record(const Result<R>& r, std::uint64_t job_digest) {
-    if constexpr (serializable<R>) {
-      JournalRecord rec;
-      rec.index = r.index;
-      rec.digest = job_digest;
-      rec.run_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.timing.run_time()).count();
-      if (r.host) rec.host = r.host->name();
-      if constexpr (!std::is_void_v<R>) rec.value = to_bytes(r.value.get());
-      journal_->append(rec);
-    }
-  }
-
   void start(Job<R>&& j, std::size_t index, int attempt, DispatchStats& st) {
     Spawn s = opt_.spawn;
     s.remote = opt_.remote;
@@ -290,7 +219,7 @@ template <class R> class Dispatcher {
     if (st.submitted == 0) st.first_submitted = timing->submitted;
     Task<R> t = JobAccess::start(j, s, timing.get());
     ++st.submitted;
-    std::uint64_t job_digest = journal_ ? digest(j) : 0;
+    std::uint64_t job_digest = journal_ ? DispatchJournal<R>::digest(j) : 0;
     Tid tid = t.tid();
     tids_.push_back(tid);
     std::optional<Job<R>> kept_job;
@@ -351,7 +280,7 @@ template <class R> class Dispatcher {
     ++st.done;
     st.last_received = r.timing.received;
     if (r.timing.completed > r.timing.started) st.serial_time += r.timing.completed - r.timing.started;
-    if (journal_ && r.value.ok()) record(r, running.digest);
+    if (journal_ && r.value.ok()) journal_->record(r, running.digest);
     deliver(std::move(r), std::move(running.job), stream, st);
   }
 
@@ -385,7 +314,7 @@ template <class R> class Dispatcher {
   std::optional<ProgressBar> bar_;
   std::size_t next_index_ = 0;
   std::optional<Tid> helper_;
-  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<DispatchJournal<R>> journal_;
   std::deque<std::pair<std::size_t, Job<R>>> held_;
   std::vector<Tid> tids_;
   std::unordered_map<Tid, Running> in_flight_;
