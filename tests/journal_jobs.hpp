@@ -10,6 +10,7 @@
 #include <chrono>
 #include <fstream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -37,6 +38,14 @@ inline long square(int i, std::string side, int ms) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return static_cast<long>(i) * i;
+}
+
+// flaky(i, side, fail) is square(i, side, 1), except that job 1 throws
+// while the file `fail` exists.
+inline long flaky(int i, std::string side, std::string fail) {
+  long v = square(i, side, 1);
+  if (i == 1 && std::ifstream(fail)) throw std::runtime_error("job 1 failed");
+  return v;
 }
 
 // runs(side) counts the runs of each index recorded in a side file.

@@ -25,6 +25,7 @@
 #include "test_support.hpp"
 
 COS_REMOTE(journal_test::square);
+COS_REMOTE(journal_test::flaky);
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -124,6 +125,47 @@ TEST_CASE("dispatch journal: the returned values include the replayed results in
   coop::run([&] { values = coop::dispatch(jobs, with_journal(journal)); },
             coop::Options{.vm = std::make_shared<coop::ThreadVM>(2)});
   CHECK(values == std::vector<long>{0, 1, 4, 9, 16, 25});
+}
+
+TEST_CASE("dispatch journal: a failed job is not recorded and runs again, a generator's jobs too") {
+  std::string backend = GENERATE(as<std::string>{}, "none", "thread", "process");
+  TempDir dir;
+  std::string journal = dir / "journal", side = dir / "side", fail = dir / "fail";
+  std::ofstream(fail) << "fail";
+  // A generator of 6 jobs: replaying reads it ahead to the last recorded
+  // index and holds job 1, which failed, to run it first.
+  auto run_once = [&] {
+    int next = 0;
+    std::map<std::size_t, std::pair<bool, bool>> seen;  // index -> (ok, replayed)
+    coop::run(
+        [&] {
+          coop::dispatch(
+              [&]() -> std::optional<coop::Job<long>> {
+                if (next == 6) return std::nullopt;
+                int i = next++;
+                return coop::job(journal_test::flaky, i, side, fail);
+              },
+              [&](coop::Stream<long>& results) {
+                for (auto& r : results) seen[r.index] = {r.value.ok(), r.replayed};
+              },
+              with_journal(journal));
+        },
+        coop::Options{.vm = backend == "none" ? nullptr : cos_test::make_vm(backend, 2)});
+    return seen;
+  };
+  auto first = run_once();
+  REQUIRE(first.size() == 6);
+  CHECK_FALSE(first[1].first);
+  fs::remove(fail);
+  auto second = run_once();
+  REQUIRE(second.size() == 6);
+  for (auto& [index, okr] : second) {
+    CHECK(okr.first);
+    CHECK(okr.second == (index != 1));  // all but the failed one replayed
+  }
+  auto n = runs(side);
+  CHECK(n[1] == 2);
+  for (int i : {0, 2, 3, 4, 5}) CHECK(n[i] == 1);
 }
 
 TEST_CASE("dispatch journal: the journal of another job list is a clear error and runs nothing") {

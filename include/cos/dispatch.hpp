@@ -41,8 +41,8 @@ struct DispatchOptions {
   // the returned values) first, marked Result::replayed, then the rest run.
   // Failed jobs are not recorded, so they run again. A journal of another
   // job list is a coop::Error before anything runs; a record cut short by a
-  // kill is ignored. Needs jobs of COS_REMOTE functions with serializable
-  // arguments and result.
+  // kill is ignored. Needs jobs of COS_REMOTE functions (coop::Error
+  // otherwise).
   std::optional<std::filesystem::path> journal{};
 };
 

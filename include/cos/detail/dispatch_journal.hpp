@@ -27,9 +27,9 @@ namespace coop::detail {
 // its file access and none yields.
 template <class R> class DispatchJournal {
  public:
-  // Opens the journal (Journal's errors), or throws coop::Error when R
-  // cannot be serialized.
-  explicit DispatchJournal(const std::filesystem::path& path) : file_(open(path)) {}
+  // Opens the journal (throws what Journal throws). R is serializable:
+  // coop::job() only makes jobs that can go remote.
+  explicit DispatchJournal(const std::filesystem::path& path) : file_(path) {}
 
   // digest() is the journal's digest of a job's call; throws coop::Error for
   // a job whose function is not registered or whose arguments cannot be
@@ -80,25 +80,16 @@ template <class R> class DispatchJournal {
 
   // record() appends a successful result, before anyone sees it.
   void record(const Result<R>& r, std::uint64_t job_digest) {
-    if constexpr (serializable<R>) {
-      JournalRecord rec;
-      rec.index = r.index;
-      rec.digest = job_digest;
-      rec.run_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.timing.run_time()).count();
-      if (r.host) rec.host = r.host->name();
-      if constexpr (!std::is_void_v<R>) rec.value = to_bytes(r.value.get());
-      file_.append(rec);
-    }
+    JournalRecord rec;
+    rec.index = r.index;
+    rec.digest = job_digest;
+    rec.run_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.timing.run_time()).count();
+    if (r.host) rec.host = r.host->name();
+    if constexpr (!std::is_void_v<R>) rec.value = to_bytes(r.value.get());
+    file_.append(rec);
   }
 
  private:
-  static const std::filesystem::path& open(const std::filesystem::path& path) {
-    if constexpr (!serializable<R>) {
-      throw Error("coop::dispatch: a journal needs a result type that cereal can serialize");
-    }
-    return path;
-  }
-
   // result_of() is a recorded result as if it had just arrived: its value,
   // host and run time, marked replayed (it cannot be retried: its job is
   // not kept).
@@ -112,7 +103,7 @@ template <class R> class DispatchJournal {
     r.timing.submitted = r.timing.started = now - std::chrono::nanoseconds(rec.run_ns);
     if constexpr (std::is_void_v<R>) {
       r.value = Outcome<R>::value();
-    } else if constexpr (serializable<R>) {
+    } else {
       R value{};
       from_bytes(rec.value, value);
       r.value = Outcome<R>::value(std::move(value));
