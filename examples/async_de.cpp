@@ -1,7 +1,7 @@
 // async_de.cpp: an asynchronous parallel differential evolution on the
 // slots of a VM, PyOPUS's headline use.
 //
-//   async_de [--vm none|thread|process|mpi] [--slots N] [--evaluations N]
+//   async_de [--vm none|thread|process|mpi] [--slots N] [--evaluations N]   (default: process, 2 slots)
 //            [--work-us US] [--seed S]
 //
 // It minimises the 30-dimensional Rosenbrock function with a fixed seed and
@@ -65,7 +65,7 @@ std::shared_ptr<coop::VM> make_vm(const std::string& name, int slots) {
 int main(int argc, char** argv) {
   coop::init(argc, argv);  // a worker process serves evaluations here and never returns
 
-  std::string vm_name = "none";
+  std::string vm_name = "process";
   int work_us = 200;  // travels with every call: a worker process has its own copy of every variable
   async_de::Config config;
   int slots = 2;
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   }
   // Keep every slot busy; without a VM the evaluations run one after
   // another in this thread, so one at a time is all there is.
-  config.in_flight = vm ? slots : 1;
+  config.in_flight = vm ? vm->slots() : 1;
   std::printf("async_de: Rosenbrock, dimension %d, population %d, %ld evaluations, seed %u, %d us of work each, "
               "vm %s with %d slot%s\n",
               config.dimension, config.population, config.evaluations, config.seed, work_us, vm_name.c_str(),
