@@ -10,9 +10,9 @@
 #include <cos/spawn.hpp>
 #include <cos/vm.hpp>
 
-#include "remote/storage.hpp"
 #include "core/engine.hpp"
 #include "remote/pool.hpp"
+#include "remote/storage.hpp"
 
 namespace coop {
 namespace {
