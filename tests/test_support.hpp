@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <cos/mpi_vm.hpp>
@@ -151,13 +152,29 @@ inline std::vector<std::string> crash_backends() {
 // host, this machine) from the mpirun job, for an MpiVM of that layout.
 // The job's layout is tests/mpi/run_backends: a case that needs more ranks
 // of a host than the job has fails with std::invalid_argument.
-inline std::vector<int> mpi_ranks(std::string host, int n) {
+// Ranks that MpiVMs made here still hold (a VM that is alive holds its
+// ranks, and a case may make a second VM while the first lives).
+inline std::vector<std::pair<std::weak_ptr<coop::VM>, std::vector<int>>>& mpi_ranks_held() {
+  static std::vector<std::pair<std::weak_ptr<coop::VM>, std::vector<int>>> held;
+  return held;
+}
+inline std::vector<int> mpi_ranks(std::string host, int n, const std::vector<int>& taken = {}) {
   std::vector<std::string> hosts = coop::mpi_rank_hosts();
   if (hosts.empty()) throw std::invalid_argument("make_vm: an mpi backend outside mpirun");
   if (host.empty()) host = hosts[0];
+  auto held = [&](int r) {
+    for (int t : taken)
+      if (t == r) return true;
+    for (auto& [vm, ranks] : mpi_ranks_held()) {
+      if (vm.expired()) continue;
+      for (int h : ranks)
+        if (h == r) return true;
+    }
+    return false;
+  };
   std::vector<int> ranks;
   for (std::size_t r = 1; r < hosts.size() && static_cast<int>(ranks.size()) < n; ++r) {
-    if (hosts[r] == host) ranks.push_back(static_cast<int>(r));
+    if (hosts[r] == host && !held(static_cast<int>(r))) ranks.push_back(static_cast<int>(r));
   }
   if (static_cast<int>(ranks.size()) < n) {
     throw std::invalid_argument("make_vm: the mpirun job has " + std::to_string(ranks.size()) + " ranks of host '" +
@@ -178,7 +195,10 @@ inline std::shared_ptr<coop::VM> make_vm(const std::string& backend, int n) {
   if (backend == "thread") return std::make_shared<coop::ThreadVM>(n);
   if (backend == "process") return std::make_shared<coop::ProcessVM>(n);
   if (backend == "mpi" || backend == "mpi-inline") {
-    return std::make_shared<coop::MpiVM>(mpi_options(backend, n <= 0 ? std::vector<int>{} : mpi_ranks("", n)));
+    std::vector<int> ranks = n <= 0 ? std::vector<int>{} : mpi_ranks("", n);
+    auto vm = std::make_shared<coop::MpiVM>(mpi_options(backend, ranks));
+    mpi_ranks_held().emplace_back(vm, ranks);
+    return vm;
   }
   throw std::invalid_argument("make_vm: unknown backend '" + backend + "'");
 }
@@ -189,9 +209,11 @@ inline std::shared_ptr<coop::VM> make_vm(const std::string& backend, const std::
     std::vector<int> ranks;
     for (const auto& [host, count] : slots) {
       if (count <= 0) throw std::invalid_argument("make_vm: an MpiVM has no slot count per host");
-      for (int r : mpi_ranks(host, count)) ranks.push_back(r);
+      for (int r : mpi_ranks(host, count, ranks)) ranks.push_back(r);
     }
-    return std::make_shared<coop::MpiVM>(mpi_options(backend, ranks));
+    auto vm = std::make_shared<coop::MpiVM>(mpi_options(backend, ranks));
+    mpi_ranks_held().emplace_back(vm, ranks);
+    return vm;
   }
   throw std::invalid_argument("make_vm: unknown backend '" + backend + "'");
 }

@@ -24,8 +24,9 @@ struct MpiOptions {
   // once, the slot comes back when the function returns, as on ThreadVM).
   bool isolate = true;
   // ranks: the worker ranks this VM uses (each in 1..mpi_size()-1, no
-  // repeats), in slot order; nullopt means all of them. For programs that
-  // give parts of a job to different VMs one after another, and for tests.
+  // repeats, none that another live MpiVM holds), in slot order; nullopt
+  // means every worker rank that no other live MpiVM holds. For programs
+  // that give parts of a job to different VMs, and for tests.
   std::optional<std::vector<int>> ranks{};
 };
 
@@ -41,8 +42,8 @@ struct MpiOptions {
 // a launcher never initialises MPI.
 //
 // The ranks serve for the life of rank 0's program; an MpiVM is a session
-// over them (several one after another are fine, two alive at once are an
-// error). Hosts are MPI_Get_processor_name of each rank, overridden by the
+// over some of them (several may be alive at once on different ranks, or
+// one after another; a rank serves one session at a time). Hosts are MPI_Get_processor_name of each rank, overridden by the
 // environment variable COS_HOST of that rank (mpirun's MPMD form lets one
 // machine stand in for several: `mpirun -n 1 prog : -n 2 -x COS_HOST=a prog`).
 //
@@ -70,7 +71,7 @@ class COS_API MpiVM final : public VM {
   // all are, at most the worker start timeout (10 s, COS_WORKER_START_TIMEOUT).
   // Throws coop::Error outside mpirun ("start it with mpirun -n N"), with
   // one rank only, on a rank other than 0, when coop::init was not called,
-  // while another MpiVM is alive, for a bad `ranks` list, when a rank
+  // for a bad `ranks` list (or a rank that another live MpiVM holds), when a rank
   // cannot start its worker, or in a build without MPI (COS_WITH_MPI=OFF).
   explicit MpiVM(MpiOptions options = {});
   // The destructor finalizes (and blocks as finalize() does).

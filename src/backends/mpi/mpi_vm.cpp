@@ -5,7 +5,9 @@
 #include <cos/mpi_vm.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <functional>
+#include <map>
 
 #include <cos/errors.hpp>
 #include <cos/remote.hpp>
@@ -42,6 +44,7 @@ struct MpiVM::Impl {
   std::vector<int> slot_of_rank;         // rank -> slot index, or -1
   std::vector<std::uint32_t> task_host;  // host index of task id i+1
   bool finalized = false;
+  int session = 0;
 
   explicit Impl(MpiOptions o);
   // wait_for_all() takes frames of `kind` from every rank in `from` (and
@@ -50,18 +53,38 @@ struct MpiVM::Impl {
   std::vector<std::optional<std::string>> wait_for_all(FrameKind kind, std::optional<clock::time_point> deadline);
   // take() turns a frame from a rank into a message for the caller, if it is one.
   std::optional<Message> take(mpi::Incoming&& in);
+  // next() is the next frame from a rank of this session: one another
+  // session's poll kept for it, or a new one (frames of other sessions'
+  // ranks are kept for them; of no session, dropped).
+  std::optional<mpi::Incoming> next();
   void end();
 };
 
 namespace {
 
-// The live session's end(), for rank 0's exit (MpiVM::Impl is private).
-std::function<void()> live_session;
+// Sessions: the ranks each live MpiVM holds (a rank serves one at a time),
+// the end() of each, for rank 0's exit, and the frames that one session's
+// poll took from a rank of another, kept for that one.
+struct Sessions {
+  std::map<int, std::function<void()>> ends;  // by session number
+  std::map<int, int> owner;                   // rank -> session number
+  std::map<int, std::deque<mpi::Incoming>> held;
+  int next = 1;
+};
+Sessions& sessions() {
+  static Sessions s;
+  return s;
+}
 
 std::vector<int> check_ranks(const std::optional<std::vector<int>>& asked, int size) {
   std::vector<int> ranks;
   if (!asked) {
-    for (int r = 1; r < size; ++r) ranks.push_back(r);
+    for (int r = 1; r < size; ++r) {
+      if (!sessions().owner.count(r)) ranks.push_back(r);
+    }
+    if (ranks.empty()) {
+      throw Error("coop::MpiVM: every worker rank serves another MpiVM; finalize or destroy one first");
+    }
     return ranks;
   }
   if (asked->empty()) throw Error("coop::MpiVM: MpiOptions::ranks is empty; give at least one worker rank");
@@ -72,6 +95,9 @@ std::vector<int> check_ranks(const std::optional<std::vector<int>>& asked, int s
     }
     if (std::find(ranks.begin(), ranks.end(), r) != ranks.end()) {
       throw Error("coop::MpiVM: rank " + std::to_string(r) + " is given twice in MpiOptions::ranks");
+    }
+    if (sessions().owner.count(r)) {
+      throw Error("coop::MpiVM: rank " + std::to_string(r) + " serves another MpiVM; finalize or destroy it first");
     }
     ranks.push_back(r);
   }
@@ -99,7 +125,6 @@ MpiVM::Impl::Impl(MpiOptions o) : options(std::move(o)) {
     throw Error(
         "coop::MpiVM: the job has one rank, so it has no slots (rank 0 spawns): start it with mpirun -n N, N >= 2");
   }
-  if (live_session) throw Error("coop::MpiVM: another MpiVM is alive; finalize or destroy it first");
   detail::check_registry();
   std::vector<int> ranks = check_ranks(options.ranks, w.size);
   std::vector<std::string> names;
@@ -116,7 +141,9 @@ MpiVM::Impl::Impl(MpiOptions o) : options(std::move(o)) {
     slot_of_rank[static_cast<std::size_t>(s.rank)] = static_cast<int>(slots.size());
     slots.push_back(s);
   }
-  live_session = [this] { end(); };
+  session = sessions().next++;
+  sessions().ends[session] = [this] { end(); };
+  for (auto& sl : slots) sessions().owner[sl.rank] = session;
   std::string open(1, options.isolate ? '\1' : '\0');
   for (auto& s : slots) mpi::send(s.rank, FrameKind::open, open);
   auto said = wait_for_all(FrameKind::opened, clock::now() + detail::process::start_timeout_from_env() + open_margin);
@@ -140,7 +167,7 @@ std::vector<std::optional<std::string>> MpiVM::Impl::wait_for_all(FrameKind kind
   std::size_t missing = slots.size();
   mpi::Backoff wait;
   while (missing > 0 && (!deadline || clock::now() < *deadline)) {
-    auto in = mpi::poll();
+    auto in = next();
     if (!in) {
       wait.pause(deadline);
       continue;
@@ -155,6 +182,25 @@ std::vector<std::optional<std::string>> MpiVM::Impl::wait_for_all(FrameKind kind
     entry = std::move(in->frame.payload);
   }
   return said;
+}
+
+std::optional<mpi::Incoming> MpiVM::Impl::next() {
+  auto& all = sessions();
+  for (auto& s : slots) {
+    auto it = all.held.find(s.rank);
+    if (it != all.held.end() && !it->second.empty()) {
+      mpi::Incoming in = std::move(it->second.front());
+      it->second.pop_front();
+      return in;
+    }
+  }
+  while (auto in = mpi::poll()) {
+    auto owner = all.owner.find(in->source);
+    if (owner == all.owner.end()) continue;
+    if (owner->second == session) return in;
+    all.held[in->source].push_back(std::move(*in));
+  }
+  return std::nullopt;
 }
 
 std::optional<Message> MpiVM::Impl::take(mpi::Incoming&& in) {
@@ -186,8 +232,12 @@ void MpiVM::Impl::end() {
     for (auto& s : slots) mpi::send(s.rank, FrameKind::release, {});
     wait_for_all(FrameKind::released, std::nullopt);
   }
+  for (auto& sl : slots) sessions().held.erase(sl.rank);
   slots.clear();
-  live_session = nullptr;
+  for (auto it = sessions().owner.begin(); it != sessions().owner.end();) {
+    it = it->second == session ? sessions().owner.erase(it) : std::next(it);
+  }
+  sessions().ends.erase(session);
 }
 
 MpiVM::MpiVM(MpiOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -246,7 +296,7 @@ std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   auto deadline = clock::now() + std::max(timeout, 0ns);
   mpi::Backoff wait;
   for (;;) {
-    while (auto in = mpi::poll()) {
+    while (auto in = m.next()) {
       if (auto msg = m.take(std::move(*in))) return msg;
     }
     if (timeout == 0ns) return std::nullopt;
@@ -280,7 +330,10 @@ void MpiVM::finalize() { impl_->end(); }
 namespace coop::detail::mpi {
 
 void end_live_session() {
-  if (auto end = live_session) end();
+  while (!sessions().ends.empty()) {
+    auto end = sessions().ends.begin()->second;
+    end();
+  }
 }
 
 }  // namespace coop::detail::mpi
