@@ -82,7 +82,7 @@ class StderrCapture {
   std::string path_;
 };
 
-// crash(how) dies the way `how` says ("abort", "segv", "exit3"), without
+// crash(how) dies the way `how` says ("abort", "segv", "exit3", "kill9"), without
 // leaving a core file behind; registered as "cos_test::crash"
 // (crash_function.cpp, built into the programs whose workers crash).
 int crash(std::string how);
