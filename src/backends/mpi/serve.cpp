@@ -7,6 +7,7 @@
 // worker, it waits in the ProcessVM's poll for a little between MPI polls.
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -22,9 +23,14 @@
 namespace coop::detail::mpi {
 namespace {
 
-// While a worker runs a task, the rank looks at MPI (for a cancel) this
-// often; the result itself wakes it at once.
-constexpr auto busy_poll = 500us;
+// While a worker runs a task, the rank waits in the ProcessVM's poll (the
+// result wakes it at once) and looks at MPI between waits (for a cancel),
+// after a twentieth of the time the task has run so far, at most every
+// longest_nap: a cancel is seen within 1 ms, and a long task costs the
+// rank 1000 wake-ups a second.
+std::chrono::nanoseconds busy_poll(clock::time_point since) {
+  return std::clamp<std::chrono::nanoseconds>((clock::now() - since) / nap_fraction, first_nap, longest_nap);
+}
 
 class Rank {
  public:
@@ -33,7 +39,7 @@ class Rank {
     Backoff idle;
     for (;;) {
       if (busy_ && vm_) {
-        if (auto m = vm_->receive(busy_poll)) forward(std::move(*m));
+        if (auto m = vm_->receive(busy_poll(since_))) forward(std::move(*m));
       }
       auto in = poll(0);
       if (!in) {
@@ -116,6 +122,7 @@ class Rank {
       return;
     }
     busy_ = true;
+    since_ = clock::now();
     task_ = task;
     local_ = *local;
   }
@@ -148,6 +155,7 @@ class Rank {
   bool busy_ = false;
   std::uint64_t task_ = 0;
   TaskId local_{};
+  clock::time_point since_{};
 };
 
 }  // namespace

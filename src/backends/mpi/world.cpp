@@ -83,17 +83,14 @@ std::vector<std::string> gather_hosts(int rank, int size) {
 
 void Backoff::pause(std::optional<clock::time_point> deadline) {
   auto now = clock::now();
-  if (now - idle_since_ < spin_for) return;  // spin: an answer is probably microseconds away
-  auto nap = nap_;
+  auto waited = now - idle_since_;
+  if (waited < spin_for) return;  // spin: an answer is probably microseconds away
+  std::chrono::nanoseconds nap = std::clamp<std::chrono::nanoseconds>(waited / nap_fraction, first_nap, longest_nap);
   if (deadline) nap = std::min<std::chrono::nanoseconds>(nap, std::max<std::chrono::nanoseconds>(*deadline - now, 0ns));
   if (nap > 0ns) std::this_thread::sleep_for(nap);
-  nap_ = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(nap_.count() * 3 / 2), longest_nap);
 }
 
-void Backoff::reset() {
-  idle_since_ = clock::now();
-  nap_ = first_nap;
-}
+void Backoff::reset() { idle_since_ = clock::now(); }
 
 Launcher launcher() {
   Launcher l;
