@@ -13,6 +13,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -99,6 +101,8 @@ TEST_CASE("mpi outside mpirun: under_mpi is false and MpiVM says how to start it
   CHECK(coop::mpi_rank() == 0);
   CHECK(coop::mpi_size() == 1);
   CHECK(coop::mpi_rank_hosts().empty());
+  // MPI was never initialised: MPI_Init would have started Open MPI's threads.
+  CHECK(std::distance(std::filesystem::directory_iterator("/proc/self/task"), std::filesystem::directory_iterator{}) == 1);
   CHECK_THROWS_AS(coop::MpiVM(), coop::Error);
   CHECK_THROWS_WITH(coop::MpiVM(), Contains("start it with mpirun -n N"));
   CHECK(cos_test::no_children());
