@@ -45,6 +45,8 @@ struct MpiVM::Impl {
   std::vector<std::uint32_t> task_host;  // host index of task id i+1
   bool finalized = false;
   int session = 0;
+  // How long receive() has waited for a report lately (a moving average).
+  std::chrono::nanoseconds recent_wait{0};
 
   explicit Impl(MpiOptions o);
   // wait_for_all() takes frames of `kind` from every rank in `from` (and
@@ -57,6 +59,11 @@ struct MpiVM::Impl {
   // session's poll kept for it, or a new one (frames of other sessions'
   // ranks are kept for them; of no session, dropped).
   std::optional<mpi::Incoming> next();
+  // all_rung() says whether every rank of the session rings rank 0's
+  // doorbell (is on this machine), so that waits may nap long.
+  bool all_rung() const {
+    return std::all_of(slots.begin(), slots.end(), [](const RankSlot& s) { return mpi::rings_reach(s.rank); });
+  }
   void end();
 };
 
@@ -165,11 +172,11 @@ std::vector<std::optional<std::string>> MpiVM::Impl::wait_for_all(FrameKind kind
                                                                   std::optional<clock::time_point> deadline) {
   std::vector<std::optional<std::string>> said(slots.size());
   std::size_t missing = slots.size();
-  mpi::Backoff wait;
+  mpi::Backoff wait(true, mpi::frame_arrived);
   while (missing > 0 && (!deadline || clock::now() < *deadline)) {
     auto in = next();
     if (!in) {
-      wait.pause(deadline);
+      wait.pause(deadline, all_rung());
       continue;
     }
     wait.reset();
@@ -293,17 +300,25 @@ std::optional<TaskId> MpiVM::start(const Call& call, const std::optional<HostId>
 std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   Impl& m = *impl_;
   if (m.finalized) return std::nullopt;
-  auto deadline = clock::now() + std::max(timeout, 0ns);
-  mpi::Backoff wait;
+  auto start = clock::now();
+  auto deadline = start + std::max(timeout, 0ns);
+  // Spin first only while reports have been coming within the spin time:
+  // waiting for longer tasks, rank 0 naps (and the ranks ring it) at once.
+  mpi::Backoff wait(m.recent_wait < mpi::spin_for, mpi::frame_arrived);
+  bool waited = false;
   for (;;) {
     while (auto in = m.next()) {
-      if (auto msg = m.take(std::move(*in))) return msg;
+      if (auto msg = m.take(std::move(*in))) {
+        if (waited) m.recent_wait = (3 * m.recent_wait + (clock::now() - start)) / 4;
+        return msg;
+      }
     }
     if (timeout == 0ns) return std::nullopt;
     bool running = std::any_of(m.slots.begin(), m.slots.end(), [](const RankSlot& s) { return s.busy; });
     if (!running && mpi::pending_sends() == 0) return std::nullopt;
     if (timeout > 0ns && clock::now() >= deadline) return std::nullopt;
-    wait.pause(timeout > 0ns ? std::optional(deadline) : std::nullopt);
+    waited = true;
+    wait.pause(timeout > 0ns ? std::optional(deadline) : std::nullopt, m.all_rung());
   }
 }
 

@@ -3,9 +3,11 @@
 // worker process of its own private ProcessVM(1) (isolate: a crash,
 // timeout or cancel costs that worker, which the ProcessVM replaces) or in
 // the rank itself, and sends every ending back as a report frame. Waiting
-// never spins for long: idle, it polls MPI with a Backoff; busy with a
-// worker, it waits in the ProcessVM's poll for a little between MPI polls.
+// never spins for long: idle, it polls MPI with a Backoff (and rank 0 rings
+// its doorbell); busy with a worker, it waits in the ProcessVM's poll for a
+// while between MPI polls.
 #include <mpi.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -28,26 +30,37 @@ namespace {
 // after a twentieth of the time the task has run so far, at most every
 // longest_nap: a cancel is seen within 1 ms, and a long task costs the
 // rank 1000 wake-ups a second.
+constexpr auto busy_spin_for = 30us;
 std::chrono::nanoseconds busy_poll(clock::time_point since) {
-  return std::clamp<std::chrono::nanoseconds>((clock::now() - since) / nap_fraction, first_nap, longest_nap);
+  auto ran = clock::now() - since;
+  if (ran < busy_spin_for) {
+    // A short task's result is microseconds away: poll, yielding the core
+    // to the worker, rather than pay for a wake-up.
+    ::sched_yield();
+    return 0ns;
+  }
+  return std::clamp<std::chrono::nanoseconds>(ran / nap_fraction, first_nap, longest_nap);
 }
 
 class Rank {
  public:
   // run() serves until rank 0 says stop.
   void run() {
-    Backoff idle;
+    Backoff idle(true, frame_arrived);
     for (;;) {
       if (busy_ && vm_) {
-        if (auto m = vm_->receive(busy_poll(since_))) forward(std::move(*m));
+        if (auto m = vm_->receive(busy_poll(since_))) {
+          forward(std::move(*m));
+          idle.reset();  // rank 0 answers a report within microseconds: spin first
+        }
       }
       auto in = poll(0);
       if (!in) {
-        if (!busy_) idle.pause();
+        if (!busy_) idle.pause({}, rings_reach(0));
         continue;
       }
-      idle.reset();
       if (!handle(in->frame)) return;
+      idle.reset();  // after the frame's work (a task without isolate) and its report
     }
   }
 

@@ -8,10 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <cstring>
 #include <list>
-#include <thread>
 
 #include <cos/errors.hpp>
 #include <cos/mpi_vm.hpp>
@@ -79,18 +80,20 @@ std::vector<std::string> gather_hosts(int rank, int size) {
   return hosts;
 }
 
-}  // namespace
-
-void Backoff::pause(std::optional<clock::time_point> deadline) {
-  auto now = clock::now();
-  auto waited = now - idle_since_;
-  if (waited < spin_for) return;  // spin: an answer is probably microseconds away
-  std::chrono::nanoseconds nap = std::clamp<std::chrono::nanoseconds>(waited / nap_fraction, first_nap, longest_nap);
-  if (deadline) nap = std::min<std::chrono::nanoseconds>(nap, std::max<std::chrono::nanoseconds>(*deadline - now, 0ns));
-  if (nap > 0ns) std::this_thread::sleep_for(nap);
+// job_token() is a name for this job that rank 0 makes up (its pid and a
+// random number) and gives every rank: the doorbells' names start with it.
+std::string job_token(int rank) {
+  char token[64] = {};
+  if (rank == 0) {
+    std::random_device random;
+    std::snprintf(token, sizeof token, "%d-%08x%08x", static_cast<int>(::getpid()), random(), random());
+  }
+  check(MPI_Bcast(token, sizeof token, MPI_CHAR, 0, cos_comm), "MPI_Bcast");
+  token[sizeof token - 1] = '\0';
+  return token;
 }
 
-void Backoff::reset() { idle_since_ = clock::now(); }
+}  // namespace
 
 Launcher launcher() {
   Launcher l;
@@ -128,6 +131,7 @@ void send(int dest, FrameKind kind, std::string_view payload) {
   check(MPI_Isend(p.bytes.data(), static_cast<int>(p.bytes.size()), MPI_BYTE, dest, frame_tag, cos_comm, &p.request),
         "MPI_Isend");
   progress();
+  ring(dest);  // if it naps on its doorbell
 }
 
 void progress() {
@@ -140,6 +144,19 @@ void progress() {
 }
 
 std::size_t pending_sends() { return sends().size(); }
+
+bool frame_arrived() {
+  // Twice: Open MPI's MPI_Iprobe matches what has already been taken in and
+  // only then runs the progress engine (which takes in what has arrived
+  // since), so one call can miss a frame that is there.
+  for (int i = 0; i < 2; ++i) {
+    int flag = 0;
+    MPI_Status status;
+    check(MPI_Iprobe(MPI_ANY_SOURCE, frame_tag, cos_comm, &flag, &status), "MPI_Iprobe");
+    if (flag) return true;
+  }
+  return false;
+}
 
 std::optional<Incoming> poll(int source) {
   progress();
@@ -196,6 +213,10 @@ void mpi_init_hook() {
   MPI_Comm_size(cos_comm, &w.size);
   w.initialised = true;
   w.hosts = gather_hosts(w.rank, w.size);
+  std::string token = job_token(w.rank);
+  open_doorbell(token, w.rank, w.size);
+  check(MPI_Barrier(cos_comm), "MPI_Barrier");  // every rank of this machine has the page
+  forget_doorbell_name(token);
   if (w.rank > 0) serve_rank();
   std::atexit([] { stop_ranks(); });
 }

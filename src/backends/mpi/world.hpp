@@ -13,36 +13,12 @@
 
 #include <cos/timing.hpp>
 
+#include "backends/mpi/wait.hpp"
 #include "backends/process/frame.hpp"
 
 namespace coop::detail::mpi {
 
 using namespace std::chrono_literals;
-
-// How a waiting process polls MPI without spinning in its progress loop
-// (MPI's blocking calls spin): it polls without pause for `spin_for` after
-// it last had something to do (a reply usually comes within microseconds),
-// then sleeps between polls for a twentieth of the time it has waited so
-// far, at least `first_nap` and at most `longest_nap`. So a reply is noticed
-// at most about 5% (plus the kernel's timer slack, 50 µs) after it came,
-// and a process that waits long wakes 1000 times a second (about 1% of a
-// core).
-inline constexpr auto spin_for = 50us;
-inline constexpr auto first_nap = 5us;
-inline constexpr auto longest_nap = 1ms;
-inline constexpr int nap_fraction = 20;
-
-// Backoff paces one wait: call pause() after each poll that found nothing.
-class Backoff {
- public:
-  // pause() spins or sleeps (never past `deadline`, when given).
-  void pause(std::optional<clock::time_point> deadline = {});
-  // reset() starts over (something happened).
-  void reset();
-
- private:
-  clock::time_point idle_since_ = clock::now();
-};
 
 // Launcher is what the launcher's environment says, before MPI_Init.
 struct Launcher {
@@ -89,6 +65,9 @@ std::size_t pending_sends();
 // once when none has arrived (MPI_Iprobe, then MPI_Recv of its size).
 // Throws FrameError for bytes that are not one frame.
 std::optional<Incoming> poll(int source = -1);
+// frame_arrived() says whether a frame from any rank waits to be taken
+// (MPI_Iprobe), for a Backoff about to nap.
+bool frame_arrived();
 
 // serve_rank() is the loop of ranks 1..n-1 (serve.cpp): it runs the
 // sessions that rank 0 opens until rank 0 says stop, finalizes MPI and
