@@ -111,8 +111,11 @@ class COS_API MpiVM final : public VM {
   // finalize() ends the session: running tasks are stopped (with isolate,
   // their workers killed), messages not yet received are dropped, and the
   // ranks are free for the next MpiVM. Blocks until every rank has
-  // confirmed: with isolate milliseconds; without isolate a running task
-  // cannot be stopped, so it waits for that task to return. Idempotent.
+  // confirmed (with isolate, milliseconds), at most 2 s
+  // (COS_FINALIZE_TIMEOUT): without isolate a running task cannot be
+  // stopped; such a rank is named on stderr and given back as it is (it
+  // serves again when the task returns, and the job's end waits for it).
+  // Idempotent.
   void finalize() override;
 
  private:

@@ -246,3 +246,23 @@ TEST_CASE("mpi waiting: rank 0 and an idle rank cost no core while a 1 s task ru
       },
       coop::Options{.vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.ranks = std::vector<int>{1}})});
 }
+
+TEST_CASE("mpi finalize: without isolate a running task is waited for at most the finalize timeout", "[mpi]") {
+  ::setenv("COS_FINALIZE_TIMEOUT", "0.3", 1);
+  auto vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = false, .ranks = std::vector<int>{1}});
+  ::unsetenv("COS_FINALIZE_TIMEOUT");
+  REQUIRE(vm->start(coop::Call{"mpi_test::nap", coop::detail::to_bytes(std::tuple<int>(1500))}, std::nullopt));
+  auto t0 = coop::clock::now();
+  cos_test::StderrCapture err;
+  vm->finalize();
+  err.restore();
+  double took = std::chrono::duration<double>(coop::clock::now() - t0).count();
+  CHECK(took < 1.0);
+  CHECK(took >= 0.25);
+  CHECK_THAT(err.text(), Contains("rank 1 still runs task 1"));
+  // The rank serves the next session once the task has returned; its late
+  // report is not taken for the new session's.
+  auto next = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = false, .ranks = std::vector<int>{1}});
+  CHECK(std::chrono::duration<double>(coop::clock::now() - t0).count() >= 1.2);
+  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::nap, 5).join() == 5); }, coop::Options{.vm = next});
+}

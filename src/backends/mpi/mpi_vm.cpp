@@ -12,9 +12,11 @@
 #include <cos/errors.hpp>
 #include <cos/remote.hpp>
 
+#include "backends/env_seconds.hpp"
 #include "backends/mpi/world.hpp"
 #include "backends/process/impl.hpp"
 #include "backends/process/worker.hpp"
+#include "posix/fd.hpp"
 #include "posix/text.hpp"
 
 namespace coop {
@@ -26,6 +28,8 @@ namespace mpi = detail::mpi;
 
 // Extra time a rank gets, past the worker start timeout, to say it is ready.
 constexpr auto open_margin = 5s;
+// finalize() waits this long for ranks to stop their tasks (COS_FINALIZE_TIMEOUT).
+constexpr std::chrono::nanoseconds default_finalize_timeout = 2s;
 
 struct RankSlot {
   int rank = 0;
@@ -45,6 +49,7 @@ struct MpiVM::Impl {
   std::vector<std::uint32_t> task_host;  // host index of task id i+1
   bool finalized = false;
   int session = 0;
+  std::chrono::nanoseconds finalize_timeout{};
   // How long receive() has waited for a report lately (a moving average).
   std::chrono::nanoseconds recent_wait{0};
 
@@ -133,6 +138,7 @@ MpiVM::Impl::Impl(MpiOptions o) : options(std::move(o)) {
         "coop::MpiVM: the job has one rank, so it has no slots (rank 0 spawns): start it with mpirun -n N, N >= 2");
   }
   detail::check_registry();
+  finalize_timeout = detail::seconds_from_env("COS_FINALIZE_TIMEOUT", default_finalize_timeout, "coop::MpiVM");
   std::vector<int> ranks = check_ranks(options.ranks, w.size);
   std::vector<std::string> names;
   for (int r : ranks) names.push_back(w.hosts.at(static_cast<std::size_t>(r)));
@@ -237,7 +243,16 @@ void MpiVM::Impl::end() {
   finalized = true;
   if (!mpi::world().finalized) {
     for (auto& s : slots) mpi::send(s.rank, FrameKind::release, {});
-    wait_for_all(FrameKind::released, std::nullopt);
+    auto said = wait_for_all(FrameKind::released, clock::now() + finalize_timeout);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (said[i]) continue;
+      // Without isolate a task cannot be stopped: the rank serves again once
+      // it returns (a later session waits for it, and drops its report).
+      std::string msg = "coop::MpiVM: finalize: rank " + std::to_string(slots[i].rank) + " still runs task " +
+                        std::to_string(slots[i].task) + " after " + detail::seconds_text(finalize_timeout) +
+                        "; it is given back as it is\n";
+      posix::write_all(2, msg);
+    }
   }
   for (auto& sl : slots) sessions().held.erase(sl.rank);
   slots.clear();
