@@ -2,8 +2,8 @@
 // `mpirun -n N mpi_job empty ISOLATE TASKS WARMUP`: rank 0 dispatches TASKS
 // empty jobs on an MpiVM of the N-1 worker ranks (isolate 1 or 0), after
 // WARMUP, and prints the wall time per task in ns and rank 0's CPU time per
-// task. `mpirun -n N mpi_job dispatch JOB_US JOBS`: dispatch of JOBS
-// CPU-bound jobs of JOB_US µs (isolate on), printing the wall and serial
+// task. `mpirun -n N mpi_job dispatch JOB_US JOBS [ISOLATE]`: dispatch of
+// JOBS CPU-bound jobs of JOB_US µs (isolate on unless ISOLATE is 0), printing the wall and serial
 // time in ns and rank 0's CPU time over the wall time in percent.
 #include <sys/resource.h>
 
@@ -51,11 +51,12 @@ int main(int argc, char** argv) {
     std::printf("%.1f %.1f\n", wall / tasks, cpu / tasks);
     return 0;
   }
-  if (mode == "dispatch" && argc == 4) {
+  if (mode == "dispatch" && (argc == 4 || argc == 5)) {
     int job_us = std::atoi(argv[2]), jobs = std::atoi(argv[3]);
+    bool isolate = argc < 5 || std::atoi(argv[4]) != 0;
     coop::DispatchStats stats;
     double cpu = 0;
-    auto vm = std::make_shared<coop::MpiVM>();
+    auto vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = isolate});
     int slots = vm->slots();
     coop::run(
         [&] {
@@ -74,6 +75,6 @@ int main(int argc, char** argv) {
     std::printf("%.0f %.0f %.2f\n", wall, serial, 100 * cpu * 1e9 / wall);
     return 0;
   }
-  std::fprintf(stderr, "usage: mpirun -n N mpi_job empty ISOLATE TASKS WARMUP | dispatch JOB_US JOBS\n");
+  std::fprintf(stderr, "usage: mpirun -n N mpi_job empty ISOLATE TASKS WARMUP | dispatch JOB_US JOBS [ISOLATE]\n");
   return 2;
 }

@@ -26,20 +26,20 @@ namespace coop::detail::mpi {
 namespace {
 
 // While a worker runs a task, the rank waits in the ProcessVM's poll (the
-// result wakes it at once) and looks at MPI between waits (for a cancel),
-// after a twentieth of the time the task has run so far, at most every
-// longest_nap: a cancel is seen within 1 ms, and a long task costs the
-// rank 1000 wake-ups a second.
+// result wakes it at once) and looks at MPI between waits, for a cancel or
+// the end of the session. For the first busy_spin_for of a task it only
+// polls, yielding the core to the worker (a short task's result is
+// microseconds away and a wake-up costs more); then it waits busy_wait at
+// a time: a cancel is seen within that, and a long task costs the rank 200
+// wake-ups a second (each would take the core from the worker for a moment).
 constexpr auto busy_spin_for = 30us;
+constexpr auto busy_wait = 5ms;
 std::chrono::nanoseconds busy_poll(clock::time_point since) {
-  auto ran = clock::now() - since;
-  if (ran < busy_spin_for) {
-    // A short task's result is microseconds away: poll, yielding the core
-    // to the worker, rather than pay for a wake-up.
+  if (clock::now() - since < busy_spin_for) {
     ::sched_yield();
     return 0ns;
   }
-  return std::clamp<std::chrono::nanoseconds>(ran / nap_fraction, first_nap, longest_nap);
+  return busy_wait;
 }
 
 class Rank {
