@@ -14,9 +14,9 @@ namespace coop::detail::mpi {
 
 using namespace std::chrono_literals;
 
-// A waiting process polls without pause (yielding the core to any process
-// that can run) for `spin_for` after it last had something to do: a reply
-// usually comes within microseconds. Then it naps between polls. While it
+// A waiting process polls without pause for `spin_for` after it last had
+// something to do: a reply usually comes within microseconds (and Open MPI
+// yields the core in each empty poll when the job has more ranks than cores). Then it naps between polls. While it
 // waits for ranks of this machine only, it naps in poll() on its doorbell
 // (at most `longest_rung_nap`, as a safeguard): a rank that sends it a frame
 // rings it, so it wakes at once and costs nothing meanwhile. Otherwise it
