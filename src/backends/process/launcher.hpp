@@ -27,5 +27,8 @@ class KeeperLauncher {
 // before any ProcessVM starts; the launcher must outlive them.
 void set_keeper_launcher(KeeperLauncher* launcher);
 KeeperLauncher* keeper_launcher();
+// wait_keeper() is waitpid(pid, &status, block ? 0 : WNOHANG) for a keeper,
+// through the launcher when one is set (EINTR is retried when blocking).
+pid_t wait_keeper(pid_t pid, int& status, bool block);
 
 }  // namespace coop::detail::process

@@ -51,24 +51,11 @@ int above_stdio(int fd) {
   return moved;
 }
 
-KeeperLauncher* the_launcher = nullptr;
-
-// wait_keeper() is waitpid for a keeper, through the launcher when one is set.
-pid_t wait_keeper(pid_t pid, int& status, bool block) {
-  if (the_launcher) return the_launcher->wait(pid, status, block);
-  pid_t r;
-  do {
-    r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
-  } while (r < 0 && errno == EINTR && block);
-  return r;
-}
+using detail::process::wait_keeper;
 
 }  // namespace
 
 namespace detail::process {
-
-void set_keeper_launcher(KeeperLauncher* launcher) { the_launcher = launcher; }
-KeeperLauncher* keeper_launcher() { return the_launcher; }
 
 std::chrono::nanoseconds start_timeout_from_env() {
   return seconds_from_env("COS_WORKER_START_TIMEOUT", default_start_timeout, "coop::ProcessVM");
@@ -141,7 +128,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
   ::fcntl(s.out, F_SETFL, O_NONBLOCK);
   ::fcntl(s.err, F_SETFL, O_NONBLOCK);
 
-  if (the_launcher) {
+  if (KeeperLauncher* the_launcher = detail::process::keeper_launcher()) {
     // Started elsewhere (an MPI rank's fork server), from the same fds.
     const int fds[5] = {devnull, child_out, child_err, child_calls, child_results};
     pid_t pid = -1;
