@@ -200,10 +200,12 @@ std::vector<std::optional<std::string>> MpiVM::Impl::wait_for_all(FrameKind kind
 std::optional<mpi::Incoming> MpiVM::Impl::next() {
   auto& all = sessions();
   for (auto& s : slots) {
+    if (all.held.empty()) break;
     auto it = all.held.find(s.rank);
     if (it != all.held.end() && !it->second.empty()) {
       mpi::Incoming in = std::move(it->second.front());
       it->second.pop_front();
+      if (it->second.empty()) all.held.erase(it);
       return in;
     }
   }
@@ -321,6 +323,7 @@ std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   // waiting for longer tasks, rank 0 naps (and the ranks ring it) at once.
   mpi::Backoff wait(m.recent_wait < mpi::spin_for, mpi::frame_arrived);
   bool waited = false;
+  const bool rung = m.all_rung();
   for (;;) {
     while (auto in = m.next()) {
       if (auto msg = m.take(std::move(*in))) {
@@ -333,7 +336,7 @@ std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
     if (!running && mpi::pending_sends() == 0) return std::nullopt;
     if (timeout > 0ns && clock::now() >= deadline) return std::nullopt;
     waited = true;
-    wait.pause(timeout > 0ns ? std::optional(deadline) : std::nullopt, m.all_rung());
+    wait.pause(timeout > 0ns ? std::optional(deadline) : std::nullopt, rung);
   }
 }
 
