@@ -255,6 +255,29 @@ def sweep_kill_resume():
 
 
 @case
+def sweep_interrupt_rank0():
+    """SIGINT to rank 0 of a sweep: it stops the running points, keeps the finished rows, exits 130; nothing is left."""
+    mark = marker()
+    args = ["--param", "i=0:9:1", "--out", "r.csv", "--", "sh", "-c",
+            f"if [ {{i}} -ge 2 ]; then sleep {mark}; fi; echo {{i}}"]
+    p = subprocess.Popen(MPIRUN + ["-n", "3", COS, "sweep"] + args, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env())
+    rank0 = rank0_of(p.pid)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len([c for _, c in processes_with("sleep " + mark)
+                                               if c.startswith("sleep ")]) < 2:
+        time.sleep(0.05)
+    os.kill(rank0, signal.SIGINT)
+    rc = wait_for(p)
+    err = p.stderr.read()
+    check(rc == 130, f"exit status {rc}", err)
+    check_no_processes(mark)
+    rows = rows_of(open("r.csv").read())
+    check(sorted(r["i"] for r in rows) == ["0", "1"], "the finished rows are kept", rows)
+    check("interrupted" in err, "summary", err)
+
+
+@case
 def sweep_hosts_is_an_error():
     """--hosts (and --slots) under mpirun are errors that say why: the ranks are the slots."""
     _, err = sweep_job(["--hosts", "a=1", "--param", "i=1,2", "--", "echo", "{i}"], expect=2)
