@@ -159,16 +159,19 @@ bool frame_arrived() {
 }
 
 std::optional<Incoming> poll(int source) {
-  progress();
+  if (!sends().empty()) progress();
   int flag = 0;
   MPI_Status status;
-  check(MPI_Iprobe(source < 0 ? MPI_ANY_SOURCE : source, frame_tag, cos_comm, &flag, &status), "MPI_Iprobe");
+  MPI_Message message;
+  // A matched probe: the receive takes the very message probed, without
+  // matching it again.
+  check(MPI_Improbe(source < 0 ? MPI_ANY_SOURCE : source, frame_tag, cos_comm, &flag, &message, &status),
+        "MPI_Improbe");
   if (!flag) return std::nullopt;
   int count = 0;
   check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
   std::string bytes(static_cast<std::size_t>(count), '\0');
-  check(MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, frame_tag, cos_comm, MPI_STATUS_IGNORE),
-        "MPI_Recv");
+  check(MPI_Mrecv(bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
   FrameReader reader;
   reader.feed(bytes.data(), bytes.size());
   auto f = reader.next();
