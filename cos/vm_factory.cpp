@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <cos/errors.hpp>
+#include <cos/mpi_vm.hpp>
 #include <cos/process_vm.hpp>
 
 #include "units.hpp"
@@ -28,6 +29,17 @@ int slots_of(const SweepOptions& o) { return o.slots ? *o.slots : default_slots(
 }  // namespace
 
 void check_vm_options(const SweepOptions& o) {
+  if (under_mpi()) {
+    // Under mpirun the slots are the worker ranks and the hosts theirs.
+    if (!o.hosts.empty()) {
+      throw UsageError("--hosts cannot be used under mpirun: the points run on the worker ranks, and each rank's "
+                       "host is its machine (or its COS_HOST); drop --hosts, or run without mpirun");
+    }
+    if (o.slots) {
+      throw UsageError("--slots cannot be used under mpirun: the slots are the N-1 worker ranks of mpirun -n N");
+    }
+    return;
+  }
   if (!o.hosts.empty()) {
     parse_hosts(o.hosts);
     return;
@@ -40,6 +52,7 @@ void check_vm_options(const SweepOptions& o) {
 
 std::shared_ptr<VM> make_vm(const SweepOptions& o, std::size_t points) {
   try {
+    if (under_mpi()) return std::make_shared<MpiVM>();
     if (!o.hosts.empty()) return std::make_shared<ProcessVM>(parse_hosts(o.hosts));
     std::size_t slots = std::min<std::size_t>(static_cast<std::size_t>(slots_of(o)), std::max<std::size_t>(points, 1));
     return std::make_shared<ProcessVM>(static_cast<int>(slots));

@@ -8,6 +8,7 @@
 
 #include <cos/remote.hpp>
 
+#include "backends/mpi/hook.hpp"
 #include "backends/process/worker.hpp"
 
 namespace coop {
@@ -32,6 +33,8 @@ void init(int& argc, char**& argv) {
   c.args.clear();
   for (int i = 0; i < argc && argv && argv[i]; ++i) c.args.emplace_back(argv[i]);
   c.recorded = true;
+  // Under mpirun: MPI starts here; ranks 1..n-1 serve and exit, rank 0 returns.
+  detail::mpi_init_hook();
 }
 
 namespace detail {

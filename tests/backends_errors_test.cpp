@@ -15,7 +15,7 @@ using Catch::Matchers::Contains;
 // ---- remote errors -----------------------------------------------------------
 
 TEST_CASE("remote errors: a std exception comes back as coop::RemoteError with type, message and host") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2, 4);
   INFO("backend " << backend << ", " << n << " slots");
   auto vm = cos_test::make_vm(backend, n);
@@ -38,7 +38,7 @@ TEST_CASE("remote errors: a std exception comes back as coop::RemoteError with t
 }
 
 TEST_CASE("remote errors: a non-std exception (throw 42) comes back with type int") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -55,7 +55,7 @@ TEST_CASE("remote errors: a non-std exception (throw 42) comes back with type in
 }
 
 TEST_CASE("remote errors: Joined::get rethrows coop::RemoteError, and siblings are undisturbed") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -77,7 +77,7 @@ TEST_CASE("remote errors: Joined::get rethrows coop::RemoteError, and siblings a
 // ---- unregistered functions --------------------------------------------------
 
 TEST_CASE("unregistered: a remote spawn of an unregistered function throws coop::NotRegistered at the spawn") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -94,7 +94,7 @@ TEST_CASE("unregistered: a remote spawn of an unregistered function throws coop:
 
 TEST_CASE("unregistered: coop::NotRegistered names the function") {
   // DESIGN.md section 3: "throws coop::NotRegistered naming it".
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -121,7 +121,7 @@ TEST_CASE("unregistered: without a VM the same spawn runs locally") {
 
 TEST_CASE("vm: a finalized VM has no slots and refuses every start") {
   // The VM contract (vm.hpp): "afterwards slots() is 0 and start() throws".
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, 2);
   vm->finalize();
@@ -138,7 +138,7 @@ TEST_CASE("bad input: a remote spawn the VM refuses leaves no task and uses no t
   // A finalized VM refuses every start. A VM that keeps the contract above
   // has no free slot then, so the spawn finds none rather than being refused
   // by start(); either way the spawn must leave nothing behind.
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, 1);
   vm->finalize();
@@ -153,7 +153,7 @@ TEST_CASE("bad input: a remote spawn the VM refuses leaves no task and uses no t
 }
 
 TEST_CASE("bad input: a VM of zero or negative slots throws coop::Error") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(0, -1, -100);
   INFO("backend " << backend << ", " << n << " slots");
   CHECK_THROWS_AS(cos_test::make_vm(backend, n), coop::Error);
@@ -161,14 +161,26 @@ TEST_CASE("bad input: a VM of zero or negative slots throws coop::Error") {
 }
 
 TEST_CASE("bad input: a VM with no hosts or a host without slots throws coop::Error") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   // VM({}) picks the VM(int) constructor with 0 slots (an empty brace list
   // converts to int exactly); either way it is an error.
   if (backend == "thread") {
     CHECK_THROWS_AS(coop::ThreadVM({}), coop::Error);
-  } else {
+  } else if (backend == "process") {
     CHECK_THROWS_AS(coop::ProcessVM({}), coop::Error);
+  } else {
+    // An MpiVM takes its hosts from the job, not from a map: the same
+    // mistakes are a rank list that is empty, names rank 0 or a rank the
+    // job does not have, or names a rank twice.
+    const int size = coop::mpi_size();
+    for (auto ranks : {std::vector<int>{}, std::vector<int>{0}, std::vector<int>{size}, std::vector<int>{1, 1}}) {
+      CHECK_THROWS_AS(coop::MpiVM(cos_test::mpi_options(backend, ranks)), coop::Error);
+    }
+    CHECK_THROWS_WITH(coop::MpiVM(cos_test::mpi_options(backend, {size})), Contains("rank " + std::to_string(size)));
+    CHECK_THROWS_WITH(coop::MpiVM(cos_test::mpi_options(backend, {1, 1})), Contains("twice"));
+    CHECK(cos_test::no_children());
+    return;
   }
   CHECK_THROWS_AS(cos_test::make_vm(backend, std::map<std::string, int>{}), coop::Error);
   CHECK_THROWS_AS(cos_test::make_vm(backend, {{"a", 2}, {"b", 0}}), coop::Error);
@@ -178,7 +190,7 @@ TEST_CASE("bad input: a VM with no hosts or a host without slots throws coop::Er
 }
 
 TEST_CASE("bad input: Spawn{.retries = -1} throws coop::Error and makes no task") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -190,7 +202,7 @@ TEST_CASE("bad input: Spawn{.retries = -1} throws coop::Error and makes no task"
 }
 
 TEST_CASE("bad input: a zero or negative timeout throws coop::Error") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   auto timeout = GENERATE(as<std::chrono::nanoseconds>{}, 0ns, -1ns, -5ms);
   INFO("backend " << backend << ", timeout " << timeout.count() << " ns");
   coop::run(
@@ -203,7 +215,7 @@ TEST_CASE("bad input: a zero or negative timeout throws coop::Error") {
 }
 
 TEST_CASE("bad input: set_vm while remote tasks run throws coop::Error") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [&] {

@@ -27,7 +27,7 @@ coop::Spawn on(const char* host, bool block = true) {
 // ---- slots -----------------------------------------------------------------
 
 TEST_CASE("slots: free_slots drops while tasks run and recovers after their join") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2, 4);
   INFO("backend " << backend << ", " << n << " slots");
   coop::run(
@@ -51,7 +51,7 @@ TEST_CASE("slots: free_slots drops while tasks run and recovers after their join
 }
 
 TEST_CASE("slots: remote_task_count counts queued tasks as well as running ones") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2);
   INFO("backend " << backend << ", " << n << " slots");
   coop::run(
@@ -81,7 +81,7 @@ TEST_CASE("slots: without a VM slots and free_slots are -1") {
 // ---- block / enqueue / fail --------------------------------------------------
 
 TEST_CASE("spawn: with every slot busy, a non-blocking, non-queued spawn returns an invalid Task") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2);
   INFO("backend " << backend << ", " << n << " slots");
   coop::run(
@@ -102,7 +102,7 @@ TEST_CASE("spawn: with every slot busy, a non-blocking, non-queued spawn returns
 }
 
 TEST_CASE("spawn: with a free slot, a non-blocking, non-queued spawn starts at once") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -115,7 +115,7 @@ TEST_CASE("spawn: with a free slot, a non-blocking, non-queued spawn starts at o
 }
 
 TEST_CASE("spawn: with every slot busy, a non-blocking spawn queues and starts when a slot frees") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -141,7 +141,7 @@ TEST_CASE("spawn: with every slot busy, a non-blocking spawn queues and starts w
 }
 
 TEST_CASE("spawn: a blocking spawn yields until a slot frees while other local tasks run") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -173,7 +173,7 @@ TEST_CASE("spawn: a blocking spawn yields until a slot frees while other local t
 // ---- priorities --------------------------------------------------------------
 
 TEST_CASE("priority: queued spawns start highest priority first, FIFO within equal") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -208,7 +208,7 @@ TEST_CASE("priority: queued spawns start highest priority first, FIFO within equ
 
 TEST_CASE("priority: a queued spawn of higher priority overtakes older ones in a blocking spawn's queue") {
   // A blocking spawn waits in the same queue as the others, with its priority.
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -228,7 +228,7 @@ TEST_CASE("priority: a queued spawn of higher priority overtakes older ones in a
 // ---- hosts -------------------------------------------------------------------
 
 TEST_CASE("hosts: a VM of n slots has one host, named after this machine") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   char name[256] = {};
   REQUIRE(::gethostname(name, sizeof name - 1) == 0);
@@ -238,7 +238,7 @@ TEST_CASE("hosts: a VM of n slots has one host, named after this machine") {
 }
 
 TEST_CASE("hosts: Spawn{.host} runs the task on that host") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, {{"a", 1}, {"b", 2}});
   CHECK(vm->slots() == 3);
@@ -261,7 +261,7 @@ TEST_CASE("hosts: Spawn{.host} runs the task on that host") {
 }
 
 TEST_CASE("hosts: a freed slot serves its host's queue before the any-host queue") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -285,7 +285,7 @@ TEST_CASE("hosts: a freed slot serves its host's queue before the any-host queue
 }
 
 TEST_CASE("hosts: a freed slot whose host has no queue serves the any-host queue") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -307,7 +307,7 @@ TEST_CASE("hosts: a freed slot whose host has no queue serves the any-host queue
 }
 
 TEST_CASE("hosts: a host-bound spawn waits for its host while another host has a free slot") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -335,7 +335,7 @@ TEST_CASE("hosts: a host-bound spawn waits for its host while another host has a
 TEST_CASE("hosts: a queued task reports its bound host, and a task id once it starts") {
   // PyOPUS's extended return value: an enqueued spawn has no task id yet and
   // its host is the target host; a spawn for any host reports none until then.
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -359,7 +359,7 @@ TEST_CASE("hosts: a queued task reports its bound host, and a task id once it st
 }
 
 TEST_CASE("hosts: a spawn on an unknown host throws coop::Error naming it") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {

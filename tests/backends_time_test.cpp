@@ -18,7 +18,7 @@ using namespace backends;
 TEST_CASE("slots: four requests of 100-400 ms on four slots take about the longest, not the sum") {
   // The MSL-Network example: the requests overlap on four slots. The VM is
   // made before the clock starts, so worker start-up is not counted.
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, 4);
   double elapsed = 0;
@@ -39,7 +39,7 @@ TEST_CASE("slots: four requests of 100-400 ms on four slots take about the longe
 // ---- timeouts ------------------------------------------------------------------
 
 TEST_CASE("timeouts: a task past its timeout gives coop::Timeout well before it would end") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, 1);
   double elapsed = 0;
@@ -57,14 +57,14 @@ TEST_CASE("timeouts: a task past its timeout gives coop::Timeout well before it 
 }
 
 TEST_CASE("timeouts: a task that ends within its timeout returns its value") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run([] { CHECK(coop::spawn(coop::Spawn{.remote = true, .timeout = 2s}, nap, 5, 8).join() == 8); },
             coop::Options{.vm = cos_test::make_vm(backend, 1)});
 }
 
 TEST_CASE("timeouts: the timeout counts from the start, not while the spawn is queued") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -77,7 +77,7 @@ TEST_CASE("timeouts: the timeout counts from the start, not while the spawn is q
 }
 
 TEST_CASE("timeouts: a timed-out task does not disturb the others") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -90,13 +90,13 @@ TEST_CASE("timeouts: a timed-out task does not disturb the others") {
 }
 
 TEST_CASE("timeouts: a timeout comes back well under a second past the limit, and its slot comes back") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2, 4);
   INFO("backend " << backend << ", " << n << " slots");
   // A ProcessVM kills the hung worker, so its task may hang for good; a
   // ThreadVM's slot comes back only when the function returns, so there it
   // hangs for a while, not for ever.
-  const int hang_ms = backend == "process" ? 10000 : 600;
+  const int hang_ms = cos_test::isolated(backend) ? 10000 : 600;
   coop::run(
       [&] {
         auto& s = coop::Scheduler::current();
@@ -110,7 +110,7 @@ TEST_CASE("timeouts: a timeout comes back well under a second past the limit, an
         for (std::size_t i = 0; i < others.size(); ++i) {
           CHECK(others[i].join() == static_cast<int>((i + 1) * (i + 1)));
         }
-        if (backend == "thread") CHECK(s.free_slots() == n - 1);  // the thread still naps
+        if (!cos_test::isolated(backend)) CHECK(s.free_slots() == n - 1);  // the thread (or rank) still naps
         auto deadline = coop::clock::now() + 2s;
         while (s.free_slots() < n && coop::clock::now() < deadline) coop::sleep_for(5ms);
         CHECK(s.free_slots() == n);
@@ -123,7 +123,7 @@ TEST_CASE("timeouts: a timeout comes back well under a second past the limit, an
 // ---- cancel --------------------------------------------------------------------
 
 TEST_CASE("cancel: a queued task is cancelled and never runs; its join throws coop::Cancelled") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   RunFile file;
   coop::run(
@@ -144,7 +144,7 @@ TEST_CASE("cancel: a queued task is cancelled and never runs; its join throws co
 }
 
 TEST_CASE("cancel: a running task is cancelled; its join throws coop::Cancelled at once") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   double elapsed = 0;
   coop::run(
@@ -164,7 +164,7 @@ TEST_CASE("cancel: a cancelled running task's slot comes back") {
   // A ProcessVM kills the worker and starts another: the slot is back long
   // before the task would have ended. A ThreadVM's thread runs the function
   // to its end, and only then is the slot back.
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [&] {
@@ -176,7 +176,7 @@ TEST_CASE("cancel: a cancelled running task's slot comes back") {
         auto deadline = coop::clock::now() + 2s;
         while (s.free_slots() < 1 && coop::clock::now() < deadline) coop::sleep_for(1ms);
         CHECK(s.free_slots() == 1);
-        if (backend == "process") {
+        if (cos_test::isolated(backend)) {
           CHECK(ms_since(t0) < 300);
         } else {
           CHECK(ms_since(t0) >= 350);
@@ -187,7 +187,7 @@ TEST_CASE("cancel: a cancelled running task's slot comes back") {
 }
 
 TEST_CASE("cancel: cancel of a finished task returns false") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -201,7 +201,7 @@ TEST_CASE("cancel: cancel of a finished task returns false") {
 }
 
 TEST_CASE("cancel: a cancelled task cannot be cancelled again") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -214,7 +214,7 @@ TEST_CASE("cancel: a cancelled task cannot be cancelled again") {
 }
 
 TEST_CASE("cancel: cancel by a task that is not the parent throws coop::Error") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -227,7 +227,7 @@ TEST_CASE("cancel: cancel by a task that is not the parent throws coop::Error") 
 }
 
 TEST_CASE("cancel: a local task cannot be cancelled") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -244,7 +244,7 @@ TEST_CASE("cancel: a local task cannot be cancelled") {
 // ---- timing --------------------------------------------------------------------
 
 TEST_CASE("timing: submitted <= started <= completed <= received for remote tasks") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -275,7 +275,7 @@ TEST_CASE("timing: submitted <= started <= completed <= received for remote task
 }
 
 TEST_CASE("timing: a task that timed out or was cancelled is received when it ended") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {

@@ -13,7 +13,7 @@ using namespace backends;
 using Catch::Matchers::Contains;
 
 TEST_CASE("remote: a task's value comes back from a slot") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2, 4);
   INFO("backend " << backend << ", " << n << " slots");
   std::string here = where();
@@ -30,7 +30,7 @@ TEST_CASE("remote: a task's value comes back from a slot") {
 }
 
 TEST_CASE("remote: a user type with a serialize member travels both ways") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -41,7 +41,7 @@ TEST_CASE("remote: a user type with a serialize member travels both ways") {
 }
 
 TEST_CASE("remote: std::vector, std::string and std::map travel both ways") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -61,7 +61,7 @@ TEST_CASE("remote: std::vector, std::string and std::map travel both ways") {
 }
 
 TEST_CASE("remote: a void function runs on a slot and its join returns") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   RunFile file;
   coop::run(
@@ -75,7 +75,7 @@ TEST_CASE("remote: a void function runs on a slot and its join returns") {
 }
 
 TEST_CASE("remote: several arguments are converted to the parameter types") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -88,14 +88,14 @@ TEST_CASE("remote: several arguments are converted to the parameter types") {
 }
 
 TEST_CASE("remote: a noexcept function can run remotely") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run([] { CHECK(coop::spawn(remote, twice, 21).join() == 42); },
             coop::Options{.vm = cos_test::make_vm(backend, 1)});
 }
 
 TEST_CASE("remote: queued tasks that nobody joins still run before the scheduler ends") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   RunFile file;
   coop::run(
@@ -109,7 +109,7 @@ TEST_CASE("remote: queued tasks that nobody joins still run before the scheduler
 }
 
 TEST_CASE("remote: a running task reports that it is remote, its task id and its host") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, 2);
   REQUIRE(vm->hosts().size() == 1);
@@ -137,7 +137,7 @@ TEST_CASE("remote: a running task reports that it is remote, its task id and its
 }
 
 TEST_CASE("remote: a local child may spawn and join remote tasks of its own") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run(
       [] {
@@ -152,14 +152,14 @@ TEST_CASE("remote: a local child may spawn and join remote tasks of its own") {
 }
 
 TEST_CASE("remote: a remote task may run a scheduler of its own in its slot") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   coop::run([] { CHECK(coop::spawn(remote, sum_of_squares, 4).join() == 1 + 4 + 9 + 16); },
             coop::Options{.vm = cos_test::make_vm(backend, 2)});
 }
 
 TEST_CASE("remote: a failed remote task that nobody joined is reported on stderr at shutdown") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   auto vm = cos_test::make_vm(backend, 1);
   cos_test::StderrCapture err;
@@ -174,7 +174,7 @@ TEST_CASE("remote: a failed remote task that nobody joined is reported on stderr
 TEST_CASE("retries: a task that does not fail runs once, whatever its retries") {
   // Retries follow coop::WorkerLost only; on a ThreadVM no slot is ever lost
   // (a thread cannot crash alone), so there it is all that retries can mean.
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   RunFile file;
   coop::run(
@@ -183,11 +183,14 @@ TEST_CASE("retries: a task that does not fail runs once, whatever its retries") 
   CHECK(file.lines() == std::vector<std::string>{"5"});
 }
 
-TEST_CASE("retries: a crash gives coop::WorkerLost, or a new attempt with retries") {
-  // ProcessVM only: a task crashing on a ThreadVM would take the whole test
-  // program with it, since a thread cannot die alone.
+TEST_CASE("retries: a crash gives coop::WorkerLost, or a new attempt with retries", "[crash]") {
+  // Isolating backends only (ProcessVM, MpiVM with isolate): a task crashing
+  // on a ThreadVM, or in an MPI rank without isolate, takes the whole
+  // program (or job) with it, since a thread or a rank cannot die alone.
+  // The mpi-inline run leaves this case out by its tag (tests/mpi/).
+  auto backend = GENERATE(from_range(cos_test::crash_backends()));
   int n = GENERATE(1, 2, 4);
-  INFO("backend process, " << n << " slots");
+  INFO("backend " << backend << ", " << n << " slots");
   RunFile once;
   coop::run(
       [&] {
@@ -199,12 +202,12 @@ TEST_CASE("retries: a crash gives coop::WorkerLost, or a new attempt with retrie
         CHECK(retried.join() == 7);
         CHECK(coop::Scheduler::current().free_slots() == n);
       },
-      coop::Options{.vm = cos_test::make_vm("process", n)});
+      coop::Options{.vm = cos_test::make_vm(backend, n)});
   CHECK(cos_test::no_children());
 }
 
 TEST_CASE("dispatch: hundreds of jobs on remote slots come back in job order") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   int n = GENERATE(1, 2, 4);
   INFO("backend " << backend << ", " << n << " slots");
   std::vector<int> got;

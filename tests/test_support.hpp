@@ -16,7 +16,10 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include <cos/mpi_vm.hpp>
 #include <cos/process_vm.hpp>
 #include <cos/thread_vm.hpp>
 
@@ -79,7 +82,7 @@ class StderrCapture {
   std::string path_;
 };
 
-// crash(how) dies the way `how` says ("abort", "segv", "exit3"), without
+// crash(how) dies the way `how` says ("abort", "segv", "exit3", "kill9"), without
 // leaving a core file behind; registered as "cos_test::crash"
 // (crash_function.cpp, built into the programs whose workers crash).
 int crash(std::string how);
@@ -122,16 +125,97 @@ template <class Fn> ChildResult in_child(Fn&& fn) {
   return r;
 }
 
+// backends() are the VM backends that the backend suite GENERATEs over:
+// "thread" and "process", or what COS_TEST_BACKENDS says (a space-separated
+// list): under mpirun the same program runs its cases on "mpi" (MpiVM,
+// isolate on) or "mpi-inline" (MpiVM, isolate off); see tests/mpi/.
+inline std::vector<std::string> backends() {
+  const char* env = std::getenv("COS_TEST_BACKENDS");
+  if (!env || !*env) return {"thread", "process"};
+  std::vector<std::string> out;
+  std::istringstream in(env);
+  for (std::string b; in >> b;) out.push_back(b);
+  return out;
+}
+// isolated(backend): a task runs in a process of its own, so a crash, a
+// timeout or a cancel costs one worker that is killed and replaced.
+inline bool isolated(const std::string& backend) { return backend == "process" || backend == "mpi"; }
+// crash_backends() are those of backends() where a task may crash alone.
+inline std::vector<std::string> crash_backends() {
+  std::vector<std::string> out;
+  for (auto& b : backends())
+    if (isolated(b)) out.push_back(b);
+  return out;
+}
+
+// mpi_ranks(host, n) picks n worker ranks of host `host` (empty: rank 0's
+// host, this machine) from the mpirun job, for an MpiVM of that layout.
+// The job's layout is tests/mpi/run_backends: a case that needs more ranks
+// of a host than the job has fails with std::invalid_argument.
+// Ranks that MpiVMs made here still hold (a VM that is alive holds its
+// ranks, and a case may make a second VM while the first lives).
+inline std::vector<std::pair<std::weak_ptr<coop::VM>, std::vector<int>>>& mpi_ranks_held() {
+  static std::vector<std::pair<std::weak_ptr<coop::VM>, std::vector<int>>> held;
+  return held;
+}
+inline std::vector<int> mpi_ranks(std::string host, int n, const std::vector<int>& taken = {}) {
+  std::vector<std::string> hosts = coop::mpi_rank_hosts();
+  if (hosts.empty()) throw std::invalid_argument("make_vm: an mpi backend outside mpirun");
+  if (host.empty()) host = hosts[0];
+  auto held = [&](int r) {
+    for (int t : taken)
+      if (t == r) return true;
+    for (auto& [vm, ranks] : mpi_ranks_held()) {
+      if (vm.expired()) continue;
+      for (int h : ranks)
+        if (h == r) return true;
+    }
+    return false;
+  };
+  std::vector<int> ranks;
+  for (std::size_t r = 1; r < hosts.size() && static_cast<int>(ranks.size()) < n; ++r) {
+    if (hosts[r] == host && !held(static_cast<int>(r))) ranks.push_back(static_cast<int>(r));
+  }
+  if (static_cast<int>(ranks.size()) < n) {
+    throw std::invalid_argument("make_vm: the mpirun job has " + std::to_string(ranks.size()) + " ranks of host '" +
+                                host + "', the case needs " + std::to_string(n) + " (see tests/mpi/run_backends)");
+  }
+  return ranks;
+}
+
 // make_vm(backend, ...) makes the VM that a test GENERATEs over by name:
 // "thread" is a ThreadVM, "process" a ProcessVM (whose test program must call
-// coop::init first in main, see process_main.cpp).
-template <class Slots> std::shared_ptr<coop::VM> make_vm(const std::string& backend, const Slots& slots) {
-  if (backend == "thread") return std::make_shared<coop::ThreadVM>(slots);
-  if (backend == "process") return std::make_shared<coop::ProcessVM>(slots);
+// coop::init first in main, see process_main.cpp), "mpi" and "mpi-inline"
+// an MpiVM over as many ranks of the job as the case asks for (n <= 0 asks
+// for an empty rank list, which MpiVM refuses as ProcessVM refuses n <= 0).
+inline coop::MpiOptions mpi_options(const std::string& backend, std::vector<int> ranks) {
+  return coop::MpiOptions{.isolate = backend == "mpi", .ranks = std::move(ranks)};
+}
+inline std::shared_ptr<coop::VM> make_vm(const std::string& backend, int n) {
+  if (backend == "thread") return std::make_shared<coop::ThreadVM>(n);
+  if (backend == "process") return std::make_shared<coop::ProcessVM>(n);
+  if (backend == "mpi" || backend == "mpi-inline") {
+    std::vector<int> ranks = n <= 0 ? std::vector<int>{} : mpi_ranks("", n);
+    auto vm = std::make_shared<coop::MpiVM>(mpi_options(backend, ranks));
+    mpi_ranks_held().emplace_back(vm, ranks);
+    return vm;
+  }
   throw std::invalid_argument("make_vm: unknown backend '" + backend + "'");
 }
 inline std::shared_ptr<coop::VM> make_vm(const std::string& backend, const std::map<std::string, int>& slots) {
-  return make_vm<std::map<std::string, int>>(backend, slots);
+  if (backend == "thread") return std::make_shared<coop::ThreadVM>(slots);
+  if (backend == "process") return std::make_shared<coop::ProcessVM>(slots);
+  if (backend == "mpi" || backend == "mpi-inline") {
+    std::vector<int> ranks;
+    for (const auto& [host, count] : slots) {
+      if (count <= 0) throw std::invalid_argument("make_vm: an MpiVM has no slot count per host");
+      for (int r : mpi_ranks(host, count, ranks)) ranks.push_back(r);
+    }
+    auto vm = std::make_shared<coop::MpiVM>(mpi_options(backend, ranks));
+    mpi_ranks_held().emplace_back(vm, ranks);
+    return vm;
+  }
+  throw std::invalid_argument("make_vm: unknown backend '" + backend + "'");
 }
 
 // no_children() says whether this process has no child process left (live

@@ -7,6 +7,7 @@
 #include <cos/init.hpp>
 #include <cos/job.hpp>
 #include <cos/join.hpp>
+#include <cos/mpi_vm.hpp>
 #include <cos/outcome.hpp>
 #include <cos/process_vm.hpp>
 #include <cos/progress.hpp>

@@ -14,9 +14,20 @@ struct Header {
 static_assert(sizeof(Header) == frame_header_size);
 
 bool known_kind(std::uint32_t kind) {
-  return kind == static_cast<std::uint32_t>(FrameKind::hello) ||
-         kind == static_cast<std::uint32_t>(FrameKind::call) ||
-         kind == static_cast<std::uint32_t>(FrameKind::result);
+  switch (static_cast<FrameKind>(kind)) {
+    case FrameKind::hello:
+    case FrameKind::call:
+    case FrameKind::result:
+    case FrameKind::open:
+    case FrameKind::opened:
+    case FrameKind::cancel:
+    case FrameKind::report:
+    case FrameKind::release:
+    case FrameKind::released:
+    case FrameKind::stop:
+      return true;
+  }
+  return false;
 }
 
 class Writer {
@@ -181,6 +192,45 @@ void decode_result(std::string_view payload, std::uint64_t& task, Message& m) {
   m.started = at(r.num<std::int64_t>());
   m.completed = at(r.num<std::int64_t>());
   r.done();
+}
+
+std::string encode_report(const Message& m) {
+  Writer w;
+  w.num<std::uint8_t>(static_cast<std::uint8_t>(m.kind));
+  w.bytes(encode_result(m.task.value(), m));
+  w.bytes(m.output);
+  w.bytes(m.reason);
+  return w.take();
+}
+
+Message decode_report(std::string_view payload) {
+  Reader r(payload, "report");
+  auto kind = r.num<std::uint8_t>();
+  if (kind > static_cast<std::uint8_t>(Message::Kind::worker_lost)) {
+    throw FrameError("coop: corrupt report frame (unknown message kind " + std::to_string(kind) + ")");
+  }
+  Message m;
+  std::uint64_t task = 0;
+  decode_result(r.bytes(), task, m);
+  m.kind = static_cast<Message::Kind>(kind);
+  m.task = TaskId(task);
+  m.output = r.bytes();
+  m.reason = r.bytes();
+  r.done();
+  return m;
+}
+
+std::string encode_task(std::uint64_t task) {
+  Writer w;
+  w.num(task);
+  return w.take();
+}
+
+std::uint64_t decode_task(std::string_view payload) {
+  Reader r(payload, "task");
+  auto task = r.num<std::uint64_t>();
+  r.done();
+  return task;
 }
 
 }  // namespace coop::detail

@@ -22,6 +22,15 @@ enum class FrameKind : std::uint32_t {
   hello = 1,   // worker -> spawner: ready to serve (payload: its pid)
   call = 2,    // spawner -> worker: run this call (task id, Call)
   result = 3,  // worker -> spawner: the call's outcome (task id, result fields)
+  // Between MpiVM's rank 0 and its serving ranks (src/backends/mpi/), one
+  // frame per MPI message; `call` above carries the calls.
+  open = 10,      // rank 0 -> rank: a session begins (payload: isolate, one byte)
+  opened = 11,    // rank -> rank 0: ready for calls (payload: empty, or why it is not)
+  cancel = 12,    // rank 0 -> rank: stop this task if it still runs (task id)
+  report = 13,    // rank -> rank 0: a task ended (a whole Message, encode_report)
+  release = 14,   // rank 0 -> rank: the session ends: stop any task, then confirm
+  released = 15,  // rank -> rank 0: nothing of the session is left on this rank
+  stop = 16,      // rank 0 -> rank: the program ends: exit
 };
 
 inline constexpr std::uint32_t frame_magic = 0x31534f43;  // "COS1" in little endian
@@ -76,5 +85,14 @@ void decode_call(std::string_view payload, std::uint64_t& task, Call& call);
 // started, completed. The spawner adds the task, host and output.
 std::string encode_result(std::uint64_t task, const Message& message);
 void decode_result(std::string_view payload, std::uint64_t& task, Message& message);
+
+// A report frame carries a whole Message from a serving rank: its kind and
+// task, the result fields, output and reason (the host is rank 0's to add).
+std::string encode_report(const Message& message);
+Message decode_report(std::string_view payload);
+
+// A task id alone (cancel).
+std::string encode_task(std::uint64_t task);
+std::uint64_t decode_task(std::string_view payload);
 
 }  // namespace coop::detail

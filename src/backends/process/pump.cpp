@@ -75,8 +75,9 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         ready.push_back(std::move(m));
         return true;
       }
-      case FrameKind::call:
-        throw FrameError("coop: unexpected call frame from a worker");
+      default:  // call, and the kinds between MpiVM's ranks: never from a worker
+        throw FrameError("coop: unexpected frame of kind " + std::to_string(static_cast<unsigned>(f.kind)) +
+                         " from a worker");
     }
   } catch (const FrameError& e) {
     lose(s, std::string("the worker sent a corrupt frame: ") + e.what());

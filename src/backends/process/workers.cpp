@@ -19,6 +19,7 @@
 
 #include "backends/env_seconds.hpp"
 #include "backends/process/impl.hpp"
+#include "backends/process/launcher.hpp"
 #include "backends/process/worker.hpp"
 #include "posix/fd.hpp"
 #include "posix/text.hpp"
@@ -31,6 +32,7 @@ namespace {
 using namespace std::chrono_literals;
 using detail::FrameError;
 using detail::FrameReader;
+using detail::process::KeeperLauncher;
 using detail::process::Slot;
 using detail::process::Source;
 using detail::process::State;
@@ -48,6 +50,8 @@ int above_stdio(int fd) {
   if (moved < 0) throw Error(errno_text("coop::ProcessVM: fcntl"));
   return moved;
 }
+
+using detail::process::wait_keeper;
 
 }  // namespace
 
@@ -124,6 +128,22 @@ void ProcessVM::Impl::spawn(Slot& s) {
   ::fcntl(s.out, F_SETFL, O_NONBLOCK);
   ::fcntl(s.err, F_SETFL, O_NONBLOCK);
 
+  if (KeeperLauncher* the_launcher = detail::process::keeper_launcher()) {
+    // Started elsewhere (an MPI rank's fork server), from the same fds.
+    const int fds[5] = {devnull, child_out, child_err, child_calls, child_results};
+    pid_t pid = -1;
+    try {
+      pid = the_launcher->launch(fds);
+    } catch (...) {
+      for (int fd : {child_calls, child_results, child_out, child_err}) ::close(fd);
+      close_fd(s.calls), close_fd(s.results), close_fd(s.out), close_fd(s.err);
+      throw;
+    }
+    for (int fd : {child_calls, child_results, child_out, child_err}) ::close(fd);
+    s.pid = pid;
+    s.pidfd = posix::open_pidfd(pid);
+    return;
+  }
   pid_t parent = ::getpid();
   std::vector<std::string> args = detail::command_line();
   std::vector<char*> argv;
@@ -201,18 +221,16 @@ std::string ProcessVM::Impl::reap(Slot& s, std::chrono::milliseconds grace) {
   std::string how = "ended";
   if (s.pid > 0) {
     int status = 0;
-    pid_t r = ::waitpid(s.pid, &status, WNOHANG);
+    pid_t r = wait_keeper(s.pid, status, false);
     if (r == 0 && grace > 0ms && s.pidfd >= 0) {
       pollfd p{s.pidfd, POLLIN, 0};
       while (::poll(&p, 1, static_cast<int>(grace.count())) < 0 && errno == EINTR) {
       }
-      r = ::waitpid(s.pid, &status, WNOHANG);
+      r = wait_keeper(s.pid, status, false);
     }
     if (r == 0) {
       posix::kill_tree(s.pid, true);
-      do {
-        r = ::waitpid(s.pid, &status, 0);
-      } while (r < 0 && errno == EINTR);
+      r = wait_keeper(s.pid, status, true);
     }
     how = r == s.pid ? posix::describe_status(status) : "ended (its exit status is unknown)";
   }
@@ -378,8 +396,7 @@ void ProcessVM::Impl::shutdown() {
       drain(*s, Source::out);
       drain(*s, Source::err);
       int status = 0;
-      while (::waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
-      }
+      wait_keeper(s->pid, status, true);
       s->pid = -1;
       s->worker = -1;
     }

@@ -1,0 +1,200 @@
+// serve.cpp: the loop of a serving rank (1..n-1). It takes the frames rank
+// 0 sends (one `case` per kind in handle()) and runs each call either in a
+// worker process of its own private ProcessVM(1) (isolate: a crash,
+// timeout or cancel costs that worker, which the ProcessVM replaces) or in
+// the rank itself, and sends every ending back as a report frame. Waiting
+// never spins for long: idle, it polls MPI with a Backoff (and rank 0 rings
+// its doorbell); busy with a worker, it waits in the ProcessVM's poll for a
+// while between MPI polls.
+#include <mpi.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include <cos/errors.hpp>
+#include <cos/process_vm.hpp>
+#include <cos/remote.hpp>
+
+#include "backends/mpi/world.hpp"
+
+namespace coop::detail::mpi {
+namespace {
+
+// While a worker runs a task, the rank waits in the ProcessVM's poll (the
+// result wakes it at once) and looks at MPI between waits, for a cancel or
+// the end of the session. For the first busy_spin_for of a task it only
+// polls, yielding the core to the worker (a short task's result is
+// microseconds away and a wake-up costs more); then it waits busy_wait at
+// a time: a cancel is seen within that, and a long task costs the rank 200
+// wake-ups a second (each would take the core from the worker for a moment).
+constexpr auto busy_spin_for = 30us;
+constexpr auto busy_wait = 5ms;
+std::chrono::nanoseconds busy_poll(clock::time_point since) {
+  if (clock::now() - since < busy_spin_for) {
+    ::sched_yield();
+    return 0ns;
+  }
+  return busy_wait;
+}
+
+class Rank {
+ public:
+  // run() serves until rank 0 says stop.
+  void run() {
+    Backoff idle(true, frame_arrived);
+    for (;;) {
+      if (busy_ && vm_) {
+        if (auto m = vm_->receive(busy_poll(since_))) {
+          forward(std::move(*m));
+          idle.reset();  // rank 0 answers a report within microseconds: spin first
+        }
+      }
+      auto in = poll(0);
+      if (!in) {
+        if (!busy_) idle.pause({}, rings_reach(0));
+        continue;
+      }
+      if (!handle(in->frame)) return;
+      idle.reset();  // after the frame's work (a task without isolate) and its report
+    }
+  }
+
+ private:
+  // handle() acts on one frame from rank 0; false for stop.
+  bool handle(const Frame& f) {
+    switch (f.kind) {
+      case FrameKind::open:
+        open(!f.payload.empty() && f.payload[0] != 0);
+        return true;
+      case FrameKind::call: {
+        std::uint64_t task = 0;
+        Call call;
+        decode_call(f.payload, task, call);
+        start(task, call);
+        return true;
+      }
+      case FrameKind::cancel:
+        if (busy_ && vm_ && decode_task(f.payload) == task_) vm_->cancel(local_);
+        return true;
+      case FrameKind::release:
+        release();
+        return true;
+      case FrameKind::stop:
+        vm_.reset();
+        return false;
+      default:
+        throw FrameError("coop::MpiVM: rank " + std::to_string(world().rank) + " got a frame of kind " +
+                         std::to_string(static_cast<unsigned>(f.kind)) + " that ranks do not take");
+    }
+  }
+
+  // open() readies the rank for a session; with isolate that is a worker
+  // process (kept from an earlier session when there is one).
+  void open(bool isolate) {
+    std::string error;
+    if (isolate && (!vm_ || vm_->slots() == 0)) {
+      try {
+        vm_.reset();
+        vm_ = std::make_unique<ProcessVM>(1);
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }
+    isolate_ = isolate;
+    send(0, FrameKind::opened, error);
+  }
+
+  void start(std::uint64_t task, const Call& call) {
+    if (!isolate_) {
+      Message m = execute(call);
+      std::cout.flush();
+      std::fflush(nullptr);
+      m.task = TaskId(task);
+      send(0, FrameKind::report, encode_report(m));
+      return;
+    }
+    std::optional<TaskId> local;
+    std::string why = "the rank has no worker";
+    try {
+      if (vm_) local = vm_->start(call, std::nullopt);
+    } catch (const Error& e) {
+      why = e.what();
+    }
+    if (!local) {
+      Message m;
+      m.kind = Message::Kind::worker_lost;
+      m.task = TaskId(task);
+      m.reason = "rank " + std::to_string(world().rank) + " could not run it: " + why;
+      m.completed = clock::now();
+      send(0, FrameKind::report, encode_report(m));
+      return;
+    }
+    busy_ = true;
+    since_ = clock::now();
+    task_ = task;
+    local_ = *local;
+  }
+
+  // forward() sends the ending of the worker's task to rank 0.
+  void forward(Message m) {
+    if (m.kind == Message::Kind::started || m.task != local_) return;
+    busy_ = false;
+    m.task = TaskId(task_);
+    send(0, FrameKind::report, encode_report(m));
+  }
+
+  // release() ends the session: a running task is stopped and its ending
+  // dropped, then rank 0 hears that nothing of the session is left here.
+  void release() {
+    if (busy_ && vm_) {
+      vm_->cancel(local_);
+      while (busy_) {
+        auto m = vm_->receive(-1ns);
+        if (!m) break;
+        if (m->kind != Message::Kind::started && m->task == local_) busy_ = false;
+      }
+      busy_ = false;
+    }
+    send(0, FrameKind::released, {});
+  }
+
+  std::unique_ptr<ProcessVM> vm_;
+  bool isolate_ = true;
+  bool busy_ = false;
+  std::uint64_t task_ = 0;
+  TaskId local_{};
+  clock::time_point since_{};
+};
+
+}  // namespace
+
+void serve_rank() {
+  int status = 0;
+  try {
+    Rank rank;
+    rank.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coop::MpiVM: rank %d stops: %s\n", world().rank, e.what());
+    status = 1;
+  }
+  Backoff wait;
+  while (pending_sends() > 0) {
+    progress();
+    wait.pause();
+  }
+  world().finalized = true;
+  if (status == 0) {
+    MPI_Finalize();
+  } else {
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  std::fflush(nullptr);
+  std::exit(status);
+}
+
+}  // namespace coop::detail::mpi
