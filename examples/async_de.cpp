@@ -24,6 +24,7 @@
 #include <cos/cos.hpp>
 
 #include "async_de.hpp"
+#include "vm_by_name.hpp"
 
 namespace {
 
@@ -46,19 +47,6 @@ async_de::Evaluation cost(std::vector<double> x, int extra_us) {
 }
 COS_REMOTE(cost);  // may now run on any slot, by name
 
-// make_vm(name, slots) is the one place that knows the backends: "none" (no
-// VM: evaluations run as local microthreads), "thread" (ThreadVM), "process"
-// (ProcessVM) and "mpi". Returns nullptr for "none"; throws coop::Error for
-// a name it does not know.
-std::shared_ptr<coop::VM> make_vm(const std::string& name, int slots) {
-  if (name == "none") return nullptr;
-  if (name == "thread") return std::make_shared<coop::ThreadVM>(slots);
-  if (name == "process") return std::make_shared<coop::ProcessVM>(slots);
-  if (name == "mpi") {
-    throw coop::Error("--vm mpi: this build of cos has no MPI backend yet (use thread or process)");
-  }
-  throw coop::Error("--vm: unknown VM '" + name + "' (none, thread, process or mpi)");
-}
 
 }  // namespace
 
@@ -101,7 +89,7 @@ int main(int argc, char** argv) {
 
   std::shared_ptr<coop::VM> vm;
   try {
-    vm = make_vm(vm_name, slots);
+    vm = examples::make_vm(vm_name, slots);
   } catch (const coop::Error& e) {
     std::fprintf(stderr, "async_de: %s\n", e.what());
     return 2;

@@ -18,6 +18,8 @@
 
 #include <cos/cos.hpp>
 
+#include "vm_by_name.hpp"
+
 namespace {
 
 // What one search found; serialize() lets it travel back from a slot.
@@ -87,17 +89,6 @@ Found search_from(std::vector<double> start) {
 }
 COS_REMOTE(search_from);
 
-// make_vm(name, slots) is the one place that knows the backends ("none":
-// nullptr, no VM). Throws coop::Error for a name it does not know.
-std::shared_ptr<coop::VM> make_vm(const std::string& name, int slots) {
-  if (name == "none") return nullptr;
-  if (name == "thread") return std::make_shared<coop::ThreadVM>(slots);
-  if (name == "process") return std::make_shared<coop::ProcessVM>(slots);
-  if (name == "mpi") {
-    throw coop::Error("--vm mpi: this build of cos has no MPI backend yet (use thread or process)");
-  }
-  throw coop::Error("--vm: unknown VM '" + name + "' (none, thread, process or mpi)");
-}
 
 }  // namespace
 
@@ -133,7 +124,7 @@ int main(int argc, char** argv) {
   }
   std::shared_ptr<coop::VM> vm;
   try {
-    vm = make_vm(vm_name, slots);
+    vm = examples::make_vm(vm_name, slots);
   } catch (const coop::Error& e) {
     std::fprintf(stderr, "multistart: %s\n", e.what());
     return 2;

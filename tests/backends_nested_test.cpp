@@ -47,7 +47,7 @@ COS_REMOTE(inner_log);
 }  // namespace
 
 TEST_CASE("nested: a remote task's own scheduler keeps the local rules inside its slot") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   // What the same function logs as a plain program, without any VM.
   std::string expected = inner_log(4);
@@ -67,7 +67,7 @@ TEST_CASE("nested: a remote task's own scheduler keeps the local rules inside it
 }
 
 TEST_CASE("nested: a remote task cannot make a second scheduler on a thread that has one") {
-  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  auto backend = GENERATE(from_range(cos_test::backends()));
   INFO("backend " << backend);
   // Without a VM the remote spawn runs in this scheduler's thread, where a
   // second Scheduler is a coop::Error; on a slot it is fine.

@@ -140,6 +140,9 @@ inline std::vector<std::string> backends() {
 // isolated(backend): a task runs in a process of its own, so a crash, a
 // timeout or a cancel costs one worker that is killed and replaced.
 inline bool isolated(const std::string& backend) { return backend == "process" || backend == "mpi"; }
+// inherits_environment(backend): its slots see the spawner's environment
+// as it is when the VM is made (an MPI rank has the one mpirun gave it).
+inline bool inherits_environment(const std::string& backend) { return backend == "thread" || backend == "process"; }
 // crash_backends() are those of backends() where a task may crash alone.
 inline std::vector<std::string> crash_backends() {
   std::vector<std::string> out;
