@@ -6,12 +6,14 @@
 #include <cos/ids.hpp>
 #include <cos/init.hpp>
 #include <cos/job.hpp>
+#include <cos/object.hpp>
 #include <cos/join.hpp>
 #include <cos/outcome.hpp>
 #include <cos/process_vm.hpp>
 #include <cos/progress.hpp>
 #include <cos/remote.hpp>
 #include <cos/scheduler.hpp>
+#include <cos/spawner.hpp>
 #include <cos/spawn.hpp>
 #include <cos/spawn_options.hpp>
 #include <cos/stream.hpp>

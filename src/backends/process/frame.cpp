@@ -16,7 +16,9 @@ static_assert(sizeof(Header) == frame_header_size);
 bool known_kind(std::uint32_t kind) {
   return kind == static_cast<std::uint32_t>(FrameKind::hello) ||
          kind == static_cast<std::uint32_t>(FrameKind::call) ||
-         kind == static_cast<std::uint32_t>(FrameKind::result);
+         kind == static_cast<std::uint32_t>(FrameKind::result) ||
+         kind == static_cast<std::uint32_t>(FrameKind::post) ||
+         kind == static_cast<std::uint32_t>(FrameKind::deliver);
 }
 
 class Writer {
@@ -134,19 +136,36 @@ std::int64_t decode_hello(std::string_view payload) {
   return pid;
 }
 
-std::string encode_call(std::uint64_t task, const Call& call) {
+std::string encode_call(std::uint64_t task, const Call& call, std::string_view host) {
   Writer w;
   w.num(task);
   w.bytes(call.function);
   w.bytes(call.args);
+  w.bytes(host);
   return w.take();
 }
 
-void decode_call(std::string_view payload, std::uint64_t& task, Call& call) {
+void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host) {
   Reader r(payload, "call");
   task = r.num<std::uint64_t>();
   call.function = r.bytes();
   call.args = r.bytes();
+  std::string h = r.bytes();
+  if (host) *host = std::move(h);
+  r.done();
+}
+
+std::string encode_task_bytes(std::uint64_t task, std::string_view bytes) {
+  Writer w;
+  w.num(task);
+  w.bytes(bytes);
+  return w.take();
+}
+
+void decode_task_bytes(std::string_view payload, std::uint64_t& task, std::string& bytes) {
+  Reader r(payload, "post or deliver");
+  task = r.num<std::uint64_t>();
+  bytes = r.bytes();
   r.done();
 }
 
