@@ -170,7 +170,7 @@ template <class T> struct LocalObject {
 // CtorArgs; elsewhere they must have exactly those types). The argument
 // types must be serializable by cereal.
 #define COS_REMOTE_CLASS(T, ...)                                                         \
-  std::tuple<__VA_ARGS__> cos_remote_class(::coop::detail::ClassTag<T>);                 \
+  [[maybe_unused]] inline std::tuple<__VA_ARGS__> cos_remote_class(::coop::detail::ClassTag<T>) { return {}; } \
   [[maybe_unused]] static const bool COS_REMOTE_CLASS_CAT(cos_remote_class_, __COUNTER__) = \
       ::coop::detail::ClassRegistrar<T, std::tuple<__VA_ARGS__>>::add(#T, __FILE__, __LINE__)
 
@@ -202,7 +202,8 @@ namespace coop {
 template <class T> class Remote {
  public:
   Remote() = default;
-  Remote(Remote&&) noexcept = default;
+  Remote(Remote&& o) noexcept
+      : remote_(std::move(o.remote_)), local_(std::move(o.local_)), name_(std::exchange(o.name_, nullptr)) {}
   Remote& operator=(Remote&& o) noexcept {
     if (this != &o) {
       close();
