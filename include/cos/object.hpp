@@ -229,7 +229,14 @@ template <class T> class Remote {
     static_assert(std::is_constructible_v<typename Traits::args, A&&...>,
                   "Remote<T>::call: the arguments do not convert to the method's parameter types");
     if (!name_) throw Error("Remote::call: the object is closed (or was never made)");
-    const std::string& name = detail::method_name(typeid(T), *name_, typeid(M), &method);
+    // The registry is fixed once main runs: remember the last method's name.
+    static thread_local M last_method{};
+    static thread_local const std::string* last_name = nullptr;
+    if (!last_name || !(last_method == method)) {
+      last_name = &detail::method_name(typeid(T), *name_, typeid(M), &method);
+      last_method = method;
+    }
+    const std::string& name = *last_name;
     typename Traits::args a(std::forward<A>(args)...);
     if (local_) {
       std::uint64_t seq = local_->issued++;

@@ -98,12 +98,18 @@ const std::string& method_name(const std::type_info& cls, const std::string& cla
                       " (register it with COS_REMOTE_METHOD(" + class_name + ", name))");
 }
 
-// find_method() is the method `name` of `cls` on the slot, or nullptr.
-MethodInvoker find_method(const std::type_info& cls, const std::string& name) {
+// methods_of() is the registry entry of `cls` (nullptr when it has none);
+// find_method() the method `name` in it, or nullptr. The slot looks the class
+// up once and each call's method by name.
+const void* methods_of(const std::type_info& cls) {
   Classes& c = classes();
   auto it = c.by_type.find(std::type_index(cls));
-  if (it == c.by_type.end()) return nullptr;
-  for (const MethodEntry& m : it->second.methods) {
+  return it == c.by_type.end() ? nullptr : &it->second;
+}
+
+MethodInvoker find_method(const void* methods, const std::string& name) {
+  if (!methods) return nullptr;
+  for (const MethodEntry& m : static_cast<const ClassEntry*>(methods)->methods) {
     if (m.name == name) return m.invoker;
   }
   return nullptr;

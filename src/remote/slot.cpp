@@ -17,7 +17,8 @@
 
 namespace coop::detail {
 
-MethodInvoker find_method(const std::type_info& cls, const std::string& name);  // methods.cpp
+const void* methods_of(const std::type_info& cls);                       // methods.cpp
+MethodInvoker find_method(const void* methods, const std::string& name);  // methods.cpp
 
 namespace {
 
@@ -129,13 +130,14 @@ void spawner_post_bytes(Call&& call) {
 
 void serve_object(void* object, const std::type_info& cls) {
   SlotTask& t = slot_task("coop: a remote object's server");
+  const void* methods = methods_of(cls);
   t.channel.post(wire::encode(Envelope{.tag = Tag::built}));
   for (;;) {
     std::optional<Envelope> e =
         next(t, [](const Envelope& e) { return e.tag == Tag::method || e.tag == Tag::close; });
     if (!e || e->tag == Tag::close) return;
     Message m;
-    MethodInvoker invoker = find_method(cls, e->name);
+    MethodInvoker invoker = find_method(methods, e->name);
     if (!invoker) {
       m.started = m.completed = clock::now();
       m.failure = Message::Failure::not_registered;

@@ -1,52 +1,78 @@
-// The envelopes of remote objects and spawner calls (wire.hpp), in cereal's
-// binary format.
+// The envelopes of remote objects and spawner calls (wire.hpp), encoded by
+// hand (fixed fields, then length-prefixed strings, in the machine's byte
+// order: both ends are the same program): every object call crosses twice,
+// and a stream-based archive costs more than the rest of the encoding.
 #include "remote/wire.hpp"
 
+#include <cstring>
+
 #include <cos/errors.hpp>
-#include <cos/remote.hpp>
 
 namespace coop::detail::wire {
 namespace {
 
-// Flat, so that both ends read exactly what the other wrote.
-struct Flat {
-  std::uint8_t tag = 0;
-  std::uint64_t seq = 0;
-  std::string name, body;
-  std::uint8_t failure = 0;
-  std::string error_type;
-  std::int64_t started = 0, completed = 0;
-  template <class Archive> void serialize(Archive& ar) { ar(tag, seq, name, body, failure, error_type, started, completed); }
+struct Fixed {
+  std::uint8_t tag;
+  std::uint8_t failure;
+  std::uint16_t pad;
+  std::uint32_t name_size;
+  std::uint64_t seq;
+  std::int64_t started;
+  std::int64_t completed;
+  std::uint64_t body_size;
+  std::uint64_t error_type_size;
 };
+
+[[noreturn]] void corrupt(const char* why) {
+  throw Error(std::string("coop: a corrupt message between a remote task and its spawner (") + why + ")");
+}
 
 }  // namespace
 
 std::string encode(const Envelope& e) {
-  Flat f{static_cast<std::uint8_t>(e.tag),  e.seq,  e.name, e.body, static_cast<std::uint8_t>(e.failure),
-         e.error_type, e.started.time_since_epoch().count(), e.completed.time_since_epoch().count()};
-  return to_bytes(f);
+  Fixed f{static_cast<std::uint8_t>(e.tag),
+          static_cast<std::uint8_t>(e.failure),
+          0,
+          static_cast<std::uint32_t>(e.name.size()),
+          e.seq,
+          e.started.time_since_epoch().count(),
+          e.completed.time_since_epoch().count(),
+          e.body.size(),
+          e.error_type.size()};
+  std::string out;
+  out.reserve(sizeof f + e.name.size() + e.body.size() + e.error_type.size());
+  out.append(reinterpret_cast<const char*>(&f), sizeof f);
+  out.append(e.name);
+  out.append(e.body);
+  out.append(e.error_type);
+  return out;
 }
 
 Envelope decode(const std::string& bytes) {
-  Flat f;
-  try {
-    from_bytes(bytes, f);
-  } catch (const std::exception& ex) {
-    throw Error(std::string("coop: a corrupt message between a remote task and its spawner: ") + ex.what());
+  Fixed f;
+  if (bytes.size() < sizeof f) corrupt("truncated");
+  std::memcpy(&f, bytes.data(), sizeof f);
+  if (f.tag < static_cast<std::uint8_t>(Tag::built) || f.tag > static_cast<std::uint8_t>(Tag::close)) {
+    corrupt("unknown kind");
   }
-  if (f.tag < static_cast<std::uint8_t>(Tag::built) || f.tag > static_cast<std::uint8_t>(Tag::close) ||
-      f.failure > static_cast<std::uint8_t>(Message::Failure::not_registered)) {
-    throw Error("coop: a corrupt message between a remote task and its spawner (unknown kind)");
+  if (f.failure > static_cast<std::uint8_t>(Message::Failure::not_registered)) corrupt("unknown failure");
+  const std::uint64_t rest = bytes.size() - sizeof f;
+  if (f.name_size > rest || f.body_size > rest - f.name_size ||
+      f.error_type_size != rest - f.name_size - f.body_size) {
+    corrupt("bad lengths");
   }
   Envelope e;
   e.tag = static_cast<Tag>(f.tag);
-  e.seq = f.seq;
-  e.name = std::move(f.name);
-  e.body = std::move(f.body);
   e.failure = static_cast<Message::Failure>(f.failure);
-  e.error_type = std::move(f.error_type);
+  e.seq = f.seq;
   e.started = clock::time_point(clock::duration(f.started));
   e.completed = clock::time_point(clock::duration(f.completed));
+  const char* p = bytes.data() + sizeof f;
+  e.name.assign(p, f.name_size);
+  p += f.name_size;
+  e.body.assign(p, f.body_size);
+  p += f.body_size;
+  e.error_type.assign(p, f.error_type_size);
   return e;
 }
 

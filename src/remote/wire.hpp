@@ -1,7 +1,7 @@
 // wire.hpp: the bytes a running remote task and its spawner exchange through
 // VM::send() and `post` messages (channel.hpp): remote objects' method calls
 // and results, and spawner calls and their replies. Both ends are the same
-// program, so one cereal-encoded Envelope serves every kind.
+// program, so one Envelope, encoded by hand, serves every kind.
 #pragma once
 
 #include <cstdint>
