@@ -328,3 +328,17 @@ TEST_CASE("remote objects: a method may call the spawner while later calls wait"
       },
       options_for(backend, 1));
 }
+
+TEST_CASE("remote objects: a spawn that waits for a slot only an open object holds is an error, not a hang") {
+  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  INFO("backend " << backend);
+  coop::run(
+      [&] {
+        auto counter = coop::make_remote<Counter>(remote, cfg(0, "", false));
+        CHECK_THROWS_WITH(coop::spawn(remote, square, 2).join(), Contains("held by remote objects"));
+        CHECK(counter.sync(&Counter::add, 2) == 2);  // the object still serves
+        counter.close();
+        CHECK(coop::spawn(remote, square, 3).join() == 9);
+      },
+      options_for(backend, 1));
+}

@@ -117,6 +117,8 @@ class ObjectState final : public ObjectSink {
     }
   }
 
+  bool idle() const override { return built_ && !ended_ && !closed_ && pending_.empty(); }
+
   // wait_built() yields until the object is built, or rethrows why not.
   void wait_built() {
     while (!built_ && !ended_) builder_.wait();

@@ -195,8 +195,10 @@ bool RemotePool::stalled() {
   }
   for (TaskRecord* rec : stuck) {
     dequeue(rec);
-    end(rec, std::make_exception_ptr(Error("coop: task " + std::to_string(rec->tid) +
-                                           " waits for a slot that no longer runs anything")));
+    std::string why = objects_.empty() ? " waits for a slot that no longer runs anything"
+                                       : " waits for a slot, but the slots are held by remote objects that "
+                                         "nothing will close now (close one first)";
+    end(rec, std::make_exception_ptr(Error("coop: task " + std::to_string(rec->tid) + why)));
   }
   return !stuck.empty();
 }

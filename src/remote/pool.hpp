@@ -36,6 +36,9 @@ class ObjectSink {
   virtual void on_end(std::exception_ptr& error) = 0;
   // close() asks the object to end after its pending calls.
   virtual void close() noexcept = 0;
+  // idle() says whether its server waits for a call that only a task of
+  // this scheduler could make (built, no call pending, not closing).
+  virtual bool idle() const = 0;
 };
 
 // RemoteTask is a remote task as the pool keeps it: the call (kept to start
@@ -89,9 +92,11 @@ class RemotePool final : public EventSource {
   bool busy() const override {
     // A message may still come while a task runs or is being stopped; and
     // while a slot is out (a worker being replaced, vm.hpp), queued spawns
-    // wait for it to come back.
-    return !running_.empty() || !abandoned_.empty() ||
-           (queued_ > 0 && vm_->free_slots() < vm_->slots());
+    // wait for it to come back. An idle remote object's server sends nothing
+    // until a task calls it, so it counts as neither.
+    std::size_t idle = idle_objects();
+    return running_.size() > idle || !abandoned_.empty() ||
+           (queued_ > 0 && static_cast<std::size_t>(vm_->free_slots()) + idle < static_cast<std::size_t>(vm_->slots()));
   }
   void wait(std::chrono::nanoseconds timeout) override;
   bool stalled() override;
@@ -103,6 +108,11 @@ class RemotePool final : public EventSource {
   using QueueKey = std::pair<int, std::uint64_t>;
   using Queue = std::map<QueueKey, TaskRecord*>;
   static RemoteTask& task_of(TaskRecord* rec) { return *static_cast<RemoteTask*>(rec->external); }
+  std::size_t idle_objects() const {
+    std::size_t n = 0;
+    for (const ObjectSink* o : objects_) n += o->idle();
+    return n;
+  }
 
   bool start_on_vm(TaskRecord* rec);
   void enqueue(TaskRecord* rec);
