@@ -152,3 +152,45 @@ TEST_CASE("where am I: this_host and this_task_id in a remote task, nullopt else
   // Without a VM a remote spawn runs locally: nullopt there too.
   coop::run([] { CHECK(coop::spawn(remote, where_am_i).join() == "none"); });
 }
+
+TEST_CASE("vm contract: a task's posts arrive in order before its result, free nothing, and send to an ended task is dropped") {
+  auto backend = GENERATE(as<std::string>{}, "thread", "process");
+  INFO("backend " << backend);
+  auto vm = cos_test::make_vm(backend, 1);
+  coop::Call call{"post_spawner", coop::detail::to_bytes(std::tuple<int, int>(0, 5))};
+  std::optional<coop::TaskId> id = vm->start(call, std::nullopt);
+  REQUIRE(id);
+  std::vector<coop::Message> got;
+  while (got.empty() || got.back().kind != coop::Message::Kind::result) {
+    std::optional<coop::Message> m = vm->receive(std::chrono::seconds(10));
+    REQUIRE(m);
+    if (m->kind == coop::Message::Kind::started) continue;
+    CHECK(m->task == *id);
+    if (m->kind == coop::Message::Kind::post) {
+      CHECK(vm->free_slots() == 0);  // a post frees nothing
+      CHECK(m->host == vm->hosts()[0]);
+      CHECK(!m->payload.empty());
+    }
+    got.push_back(std::move(*m));
+  }
+  REQUIRE(got.size() == 6);
+  for (int i = 0; i < 5; ++i) CHECK(got[i].kind == coop::Message::Kind::post);
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 5; ++i) payloads.push_back(got[i].payload);
+  for (int i = 1; i < 5; ++i) CHECK(payloads[i] != payloads[i - 1]);  // five posts, each its own
+  CHECK(vm->free_slots() == 1);
+  vm->send(*id, "late bytes");            // the task has ended: dropped
+  vm->send(coop::TaskId(9999), "stray");  // never started: dropped
+  // The slot still serves, undisturbed by what was dropped.
+  auto next = vm->start(coop::Call{"square", coop::detail::to_bytes(std::tuple<int>(7))}, std::nullopt);
+  REQUIRE(next);
+  std::optional<coop::Message> m;
+  do {
+    m = vm->receive(std::chrono::seconds(10));
+    REQUIRE(m);
+  } while (m->kind != coop::Message::Kind::result);
+  int value = 0;
+  coop::detail::from_bytes(m->payload, value);
+  CHECK(value == 49);
+  vm->finalize();
+}
