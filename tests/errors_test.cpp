@@ -456,6 +456,7 @@ class FailingVM : public coop::VM {
   std::optional<coop::Message> receive(std::chrono::nanoseconds) override { return std::nullopt; }
   coop::HostId host_of(const coop::TaskId&) const override { return coop::HostId("h"); }
   void cancel(const coop::TaskId&) override {}
+  void send(const coop::TaskId&, std::string) override {}
   void finalize() override { throw coop::Error("the cluster is gone"); }
 };
 

@@ -137,6 +137,14 @@ inline std::vector<std::string> backends() {
   for (std::string b; in >> b;) out.push_back(b);
   return out;
 }
+// backends_and(extra) is backends() and one more name that a case knows
+// itself ("local": no VM, "none"), for cases that hold on every VM and
+// without one.
+inline std::vector<std::string> backends_and(const std::string& extra) {
+  std::vector<std::string> out = backends();
+  out.push_back(extra);
+  return out;
+}
 // isolated(backend): a task runs in a process of its own, so a crash, a
 // timeout or a cancel costs one worker that is killed and replaced.
 inline bool isolated(const std::string& backend) { return backend == "process" || backend == "mpi"; }

@@ -6,6 +6,7 @@
 #include <cos/ids.hpp>
 #include <cos/init.hpp>
 #include <cos/job.hpp>
+#include <cos/object.hpp>
 #include <cos/join.hpp>
 #include <cos/mpi_vm.hpp>
 #include <cos/outcome.hpp>
@@ -13,6 +14,7 @@
 #include <cos/progress.hpp>
 #include <cos/remote.hpp>
 #include <cos/scheduler.hpp>
+#include <cos/spawner.hpp>
 #include <cos/spawn.hpp>
 #include <cos/spawn_options.hpp>
 #include <cos/storage.hpp>

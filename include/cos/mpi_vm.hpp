@@ -108,6 +108,11 @@ class COS_API MpiVM final : public VM {
   // to its end and its result comes back as an `exit` message. Never
   // blocks. Does nothing for a task that is not running.
   void cancel(const TaskId& task) override;
+  // send() gives bytes to a running task (remote objects, spawner calls):
+  // a frame to its rank, which hands them to the worker (isolate) or to the
+  // task's receive() in the rank. Never blocks; dropped for a task that is
+  // not running.
+  void send(const TaskId& task, std::string payload) override;
   // finalize() ends the session: running tasks are stopped (with isolate,
   // their workers killed), messages not yet received are dropped, and the
   // ranks are free for the next MpiVM. Blocks until every rank has

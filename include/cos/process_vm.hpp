@@ -114,6 +114,10 @@ class COS_API ProcessVM final : public VM {
   // Does nothing for a task that is not running (finished, or its result
   // already arrived).
   void cancel(const TaskId& task) override;
+  // send() frames the bytes for the worker running `task` on its call
+  // socket; what the socket does not take at once waits in the VM and goes
+  // out as the worker reads (never blocks). A worker found gone is lost.
+  void send(const TaskId& task, std::string payload) override;
   // finalize() lets idle workers exit, kills busy ones, and reaps them all;
   // messages not yet received are dropped. Blocks the thread up to 1 s of
   // grace for idle workers to exit, then kills those left with SIGKILL.

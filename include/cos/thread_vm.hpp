@@ -57,6 +57,8 @@ class COS_API ThreadVM : public VM {
   // cancel() marks the task cancelled and returns at once; the thread runs
   // the function to its end, and its result becomes an `exit` message.
   void cancel(const TaskId& task) override;
+  // send() queues the bytes for the task's thread and returns at once.
+  void send(const TaskId& task, std::string payload) override;
   // finalize() stops the threads: idle ones at once, busy ones when their
   // function returns. It waits at most 2 s for them (the environment
   // variable COS_FINALIZE_TIMEOUT sets other seconds, read when the VM is

@@ -34,6 +34,9 @@ struct Message {
     result,       // the task returned or threw; its slot is free when this is received
     exit,         // the task ended without a result (it was cancelled); its slot is free
     worker_lost,  // the slot died while running the task; its slot is free (replaced)
+    post,         // the running task sent `payload` to the spawner (remote objects,
+                  // spawner calls); frees nothing. A task's posts arrive in the
+                  // order sent, and before its ending message.
   };
   // How a `result` ended, so that the layers above never match strings.
   enum class Failure : std::uint8_t {
@@ -80,6 +83,15 @@ struct Message {
 // - cancel() never blocks for long (it may kill a process and start another,
 //   not wait for a task to finish); finalize() may block for a bounded time,
 //   stated by each backend.
+// - A running task talks with the spawner (remote objects and spawner calls,
+//   object.hpp and spawner.hpp): the backend runs each call with
+//   detail::execute(call, channel) (src/remote/channel.hpp), and its
+//   channel's post(bytes) becomes a `post` message of that task (in order,
+//   before the task's ending message); send(task, bytes) reaches that
+//   channel's receive(), in order. receive() in the slot must return nullopt
+//   (never block for ever) once nothing can come: the task was cancelled, or
+//   the VM finalized, or the spawner is gone. A backend gives the channel the
+//   slot's host and the task's TaskId (coop::this_host(), this_task_id()).
 class COS_API VM {
  public:
   virtual ~VM();
@@ -108,6 +120,12 @@ class COS_API VM {
   // message follows once the slot is free again. Does nothing for a task
   // that has already ended.
   virtual void cancel(const TaskId& task) = 0;
+  // send() delivers `payload` to a running task's channel, after whatever
+  // was sent to it before; never blocks (a backend buffers what it cannot
+  // hand over at once). Bytes for a task that has ended (or that this VM
+  // never started) are dropped silently: the task's ending message, or its
+  // absence, tells the caller why.
+  virtual void send(const TaskId& task, std::string payload) = 0;
   // finalize() stops every slot; messages not yet received are dropped.
   // Idempotent; afterwards slots() is 0 and start() throws. The scheduler
   // calls it when it ends.

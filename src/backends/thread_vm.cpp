@@ -12,9 +12,9 @@
 
 #include "backends/env_seconds.hpp"
 #include "backends/host_name.hpp"
-#include "remote/storage.hpp"
 #include "posix/fd.hpp"
 #include "posix/text.hpp"
+#include "remote/channel.hpp"
 
 namespace coop {
 namespace {
@@ -37,6 +37,11 @@ struct Slot {
   std::unique_ptr<Call> work;  // guarded by mutex
   TaskId work_task{};          // guarded by mutex
   bool stop = false;           // guarded by mutex
+  // What the spawner sent to the running task (VM::send), and whether the
+  // task was cancelled, so that its channel's receive() gives up; both
+  // guarded by mutex and reset by start().
+  std::deque<std::string> to_task{};
+  bool aborted = false;
   // What the thread runs now, for finalize()'s report; guarded by mutex.
   std::optional<TaskId> running_task{};
   std::string running_function{};
@@ -65,6 +70,41 @@ struct ThreadVM::Impl {
   std::deque<Message> inbox;       // guarded by inbox_mutex
 
   static void serve(std::shared_ptr<Impl> self, Slot& slot);
+  class Channel;
+};
+
+// Channel is a running task's channel (remote/channel.hpp): posts go
+// into the VM's inbox as `post` messages; receive() waits on the slot for
+// what send() queued there.
+class ThreadVM::Impl::Channel final : public detail::TaskChannel {
+ public:
+  Channel(Impl& vm, Slot& slot, TaskId task) : TaskChannel(slot.host, task), vm_(vm), slot_(slot) {}
+
+  void post(std::string payload) override {
+    Message m;
+    m.kind = Message::Kind::post;
+    m.task = task();
+    m.host = host();
+    m.payload = std::move(payload);
+    {
+      std::lock_guard lock(vm_.inbox_mutex);
+      vm_.inbox.push_back(std::move(m));
+    }
+    vm_.done.notify_one();
+  }
+
+  std::optional<std::string> receive() override {
+    std::unique_lock lock(slot_.mutex);
+    slot_.wake.wait(lock, [&] { return slot_.stop || slot_.aborted || !slot_.to_task.empty(); });
+    if (slot_.to_task.empty()) return std::nullopt;
+    std::string bytes = std::move(slot_.to_task.front());
+    slot_.to_task.pop_front();
+    return bytes;
+  }
+
+ private:
+  Impl& vm_;
+  Slot& slot_;
 };
 
 void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
@@ -80,8 +120,8 @@ void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
       slot.running_task = task;
       slot.running_function = call->function;
     }
-    detail::set_slot_host(slot.host.name());
-    Message m = detail::execute(*call);
+    Channel channel(*self, slot, task);
+    Message m = detail::execute(*call, channel);
     m.task = task;
     m.host = slot.host;
     {
@@ -169,6 +209,8 @@ std::optional<TaskId> ThreadVM::start(const Call& call, const std::optional<Host
     std::lock_guard lock(slot.mutex);
     slot.work = std::move(work);
     slot.work_task = id;
+    slot.to_task.clear();
+    slot.aborted = false;
   }
   slot.task = id;
   slot.busy = true;
@@ -197,6 +239,8 @@ std::optional<Message> ThreadVM::receive(std::chrono::nanoseconds timeout) {
   m.inbox.pop_front();
   lock.unlock();
   auto it = m.tasks.find(msg.task);
+  // A post frees nothing (and one from a cancelled task goes nowhere).
+  if (msg.kind == Message::Kind::post) return msg;
   Slot& slot = *it->second;
   m.tasks.erase(it);
   slot.busy = false;
@@ -217,7 +261,27 @@ HostId ThreadVM::host_of(const TaskId& task) const {
 
 void ThreadVM::cancel(const TaskId& task) {
   auto it = impl_->tasks.find(task);
-  if (it != impl_->tasks.end()) it->second->cancelled = true;
+  if (it == impl_->tasks.end()) return;
+  Slot& slot = *it->second;
+  slot.cancelled = true;
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.aborted = true;  // a task waiting for the spawner gives up
+  }
+  slot.wake.notify_one();
+}
+
+void ThreadVM::send(const TaskId& task, std::string payload) {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  auto it = m.tasks.find(task);
+  if (it == m.tasks.end() || it->second->cancelled) return;
+  Slot& slot = *it->second;
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.to_task.push_back(std::move(payload));
+  }
+  slot.wake.notify_one();
 }
 
 // finalize() waits for the threads up to its bound, then detaches the ones

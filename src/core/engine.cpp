@@ -227,7 +227,13 @@ void Engine::ended(TaskRecord* rec) {
     rec->finished.erase(c);
     drop(&c);
   }
-  if (live_ == 1 && main_.wait == WaitKind::drain) wake(&main_);
+  if (main_.wait == WaitKind::drain) {
+    if (live_ == 1) {
+      wake(&main_);
+    } else if (events_) {
+      events_->draining(live_ - 1);
+    }
+  }
   child_finished(rec);  // last: it may recycle an orphan's record
 }
 

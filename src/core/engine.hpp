@@ -76,9 +76,10 @@ class Engine {
   Tid current_tid() const { return current_->tid; }
 
   // The seam to the remote layer (external.hpp). add_external() makes a
-  // child of the running task that runs elsewhere (blocked until ended);
+  // child of the running task that runs elsewhere (blocked until ended), or
+  // with `detached` one that nobody joins (as start_detached);
   // remove_external() undoes one that could not start, tid included.
-  TaskRecord* add_external(External* external);
+  TaskRecord* add_external(External* external, bool detached = false);
   void remove_external(TaskRecord* rec) noexcept;
   // end_external() ends an external task: with `error`, or with the value
   // already put in rec->value.

@@ -163,6 +163,7 @@ int Engine::wait_any(const TaskRef* refs, std::size_t n, const clock::time_point
 
 void Engine::drain() {
   if (current_ != &main_) throw Error("coop::Scheduler::drain: only the main task (tid 1) may drain");
+  if (live_ > 1 && events_) events_->draining(live_ - 1);
   while (live_ > 1) block(WaitKind::drain);
   // The main task's children that nobody joined can never be joined now.
   while (!main_.finished.empty()) {
@@ -192,12 +193,17 @@ void Engine::report_lost() noexcept {
 
 // ---- the seam to the remote layer -----------------------------------------
 
-TaskRecord* Engine::add_external(External* external) {
+TaskRecord* Engine::add_external(External* external, bool detached) {
   TaskRecord* rec = new_record();
   rec->external = external;
   rec->tid = next_tid_++;
-  rec->parent = current_;
-  ++current_->live_children;
+  if (detached) {
+    rec->parent = &main_;
+    rec->detached = true;
+  } else {
+    rec->parent = current_;
+    ++current_->live_children;
+  }
   table_.insert(rec->tid, rec);
   ++live_;
   rec->state = State::blocked;  // never on the ready queue
@@ -207,7 +213,7 @@ TaskRecord* Engine::add_external(External* external) {
 void Engine::remove_external(TaskRecord* rec) noexcept {
   table_.erase(rec->tid);
   if (rec->tid == next_tid_ - 1) --next_tid_;
-  --rec->parent->live_children;
+  if (!rec->detached) --rec->parent->live_children;
   --live_;
   recycle(rec);
 }

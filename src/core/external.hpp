@@ -40,6 +40,10 @@ class EventSource {
   // stalled() runs when no task is ready and busy() is false: it ends the
   // external tasks that can never run now; false when it ended none.
   virtual bool stalled() = 0;
+  // draining() runs while the main task drains the scheduler, when it
+  // starts and whenever a task ends, with the count of tasks still live
+  // other than the main task.
+  virtual void draining(std::size_t live) { (void)live; }
 };
 
 // TimerFn is called when a timer added with Engine::add_timer is due, with

@@ -54,7 +54,7 @@ void RemotePool::set_vm(std::shared_ptr<VM> vm) {
   vm_ = std::move(vm);
 }
 
-TaskRef RemotePool::spawn(const Spawn& opt, Call&& call, DecodeFn decode) {
+TaskRef RemotePool::spawn(const Spawn& opt, Call&& call, DecodeFn decode, std::shared_ptr<ObjectSink> object) {
   if (opt.retries < 0) throw Error("coop::spawn: retries must not be negative");
   if (opt.timeout && opt.timeout->count() <= 0) throw Error("coop::spawn: timeout must be positive");
   // No slot can ever take it (a finalized VM, or one whose workers all failed).
@@ -85,8 +85,10 @@ TaskRef RemotePool::spawn(const Spawn& opt, Call&& call, DecodeFn decode) {
   task->timeout = opt.timeout;
   task->retries = opt.retries;
   task->timing.submitted = clock::now();
+  const bool detached = object != nullptr;
+  task->object = std::move(object);
   RemoteTask& job = *task;
-  TaskRecord* rec = engine_.add_external(task.release());
+  TaskRecord* rec = engine_.add_external(task.release(), detached);
   ++live_;
 
   TaskRef ref{rec, rec->tid, engine_.serial()};
@@ -118,6 +120,10 @@ bool RemotePool::start_on_vm(TaskRecord* rec) {
   job.host = vm_->host_of(*id);
   job.timing.started = clock::now();
   running_.emplace(*id, rec);
+  if (job.object) {
+    objects_.insert(job.object.get());
+    job.object->on_started(*id, *job.host);
+  }
   if (job.timeout) {
     engine_.add_timer(job.timing.started + std::chrono::ceil<clock::duration>(*job.timeout), &on_timer, this,
                       rec, static_cast<std::uint64_t>(job.attempts));
@@ -189,8 +195,10 @@ bool RemotePool::stalled() {
   }
   for (TaskRecord* rec : stuck) {
     dequeue(rec);
-    end(rec, std::make_exception_ptr(Error("coop: task " + std::to_string(rec->tid) +
-                                           " waits for a slot that no longer runs anything")));
+    std::string why = objects_.empty() ? " waits for a slot that no longer runs anything"
+                                       : " waits for a slot, but the slots are held by remote objects that "
+                                         "nothing will close now (close one first)";
+    end(rec, std::make_exception_ptr(Error("coop: task " + std::to_string(rec->tid) + why)));
   }
   return !stuck.empty();
 }
@@ -198,13 +206,18 @@ bool RemotePool::stalled() {
 void RemotePool::on_message(Message&& m) {
   auto it = running_.find(m.task);
   if (it == running_.end()) {
-    abandoned_.erase(m.task);  // the late end of a cancelled or timed-out task
+    // The late end of a cancelled or timed-out task (its posts go nowhere).
+    if (m.kind != Message::Kind::started && m.kind != Message::Kind::post) abandoned_.erase(m.task);
     return;
   }
   TaskRecord* rec = it->second;
   RemoteTask& job = task_of(rec);
   if (m.kind == Message::Kind::started) {
     job.timing.started = m.started;
+    return;
+  }
+  if (m.kind == Message::Kind::post) {
+    on_post(rec, std::move(m));
     return;
   }
   running_.erase(it);
@@ -247,6 +260,7 @@ void RemotePool::on_message(Message&& m) {
                                                  " ended without a result" + describe_host(m.host))));
       return;
     case Message::Kind::started:
+    case Message::Kind::post:
       return;
   }
 }
@@ -259,6 +273,10 @@ void RemotePool::end(TaskRecord* rec, std::exception_ptr error) {
   --live_;
   if (job.spawner) engine_.unpark(std::exchange(job.spawner, nullptr));
   job.call = Call{};  // nothing will start it again
+  if (job.object) {
+    objects_.erase(job.object.get());
+    job.object->on_end(error);
+  }
   engine_.end_external(rec, std::move(error));
 }
 

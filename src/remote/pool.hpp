@@ -17,10 +17,29 @@
 #include <cos/vm.hpp>
 
 #include "core/engine.hpp"
+#include "remote/wire.hpp"
 
 namespace coop::detail {
 
 class RemotePool;
+
+// ObjectSink is what the pool tells the spawner's side of a remote object
+// (object.cpp) about the task that serves it: where it started, what it
+// posted (built, method results), and how it ended.
+class ObjectSink {
+ public:
+  virtual ~ObjectSink() = default;
+  virtual void on_started(const TaskId& task, const HostId& host) = 0;
+  virtual void on_post(wire::Envelope&& e) = 0;
+  // on_end() may take the error (clear it) when it has handed it on, so
+  // that it is not also reported at shutdown.
+  virtual void on_end(std::exception_ptr& error) = 0;
+  // close() asks the object to end after its pending calls.
+  virtual void close() noexcept = 0;
+  // idle() says whether its server waits for a call that only a task of
+  // this scheduler could make (built, no call pending, not closing).
+  virtual bool idle() const = 0;
+};
 
 // RemoteTask is a remote task as the pool keeps it: the call (kept to start
 // it again after a lost worker), how to decode its value, its spawn options,
@@ -38,6 +57,7 @@ struct RemoteTask final : External {
   bool queued = false;
   bool ended = false;
   std::pair<int, std::uint64_t> queue_key{};  // (-priority, FIFO sequence)
+  std::shared_ptr<ObjectSink> object;          // set when this task serves a remote object
 
   std::string output;
   std::optional<HostId> host;
@@ -63,30 +83,45 @@ class RemotePool final : public EventSource {
   int free_slots() const { return vm_ ? vm_->free_slots() : -1; }
   std::size_t task_count() const { return live_; }
 
-  TaskRef spawn(const Spawn& options, Call&& call, DecodeFn decode);
+  // spawn() starts or queues a remote task; with `object`, a detached one
+  // (no task joins it) that serves that remote object.
+  TaskRef spawn(const Spawn& options, Call&& call, DecodeFn decode, std::shared_ptr<ObjectSink> object = {});
   void cancel(RemoteTask& task, TaskRecord* rec);
 
   // EventSource: the loop's view of the VM.
   bool busy() const override {
     // A message may still come while a task runs or is being stopped; and
     // while a slot is out (a worker being replaced, vm.hpp), queued spawns
-    // wait for it to come back.
-    return !running_.empty() || !abandoned_.empty() ||
-           (queued_ > 0 && vm_->free_slots() < vm_->slots());
+    // wait for it to come back. An idle remote object's server sends nothing
+    // until a task calls it, so it counts as neither.
+    std::size_t idle = idle_objects();
+    return running_.size() > idle || !abandoned_.empty() ||
+           (queued_ > 0 && static_cast<std::size_t>(vm_->free_slots()) + idle < static_cast<std::size_t>(vm_->slots()));
   }
   void wait(std::chrono::nanoseconds timeout) override;
   bool stalled() override;
+  // draining(): once the remote objects' servers are all that still runs,
+  // nobody can call them any more: close them, so that the scheduler ends.
+  void draining(std::size_t live) override;
 
  private:
   using QueueKey = std::pair<int, std::uint64_t>;
   using Queue = std::map<QueueKey, TaskRecord*>;
   static RemoteTask& task_of(TaskRecord* rec) { return *static_cast<RemoteTask*>(rec->external); }
+  std::size_t idle_objects() const {
+    std::size_t n = 0;
+    for (const ObjectSink* o : objects_) n += o->idle();
+    return n;
+  }
 
   bool start_on_vm(TaskRecord* rec);
   void enqueue(TaskRecord* rec);
   void dequeue(TaskRecord* rec);
   void start_queued();
   void on_message(Message&& m);
+  // posts.cpp: a running task's post (an object's news, or a spawner call).
+  void on_post(TaskRecord* rec, Message&& m);
+  void run_spawner_call(const TaskId& task, Tid tid, wire::Envelope&& e);
   void end(TaskRecord* rec, std::exception_ptr error);
   void abandon_running(TaskRecord* rec);
   static void on_timer(void* self, TaskRecord* rec, Tid tid, std::uint64_t attempt);
@@ -102,6 +137,7 @@ class RemotePool final : public EventSource {
   std::map<HostId, Queue> host_queues_;
   std::uint64_t queue_seq_ = 0;
   std::size_t queued_ = 0;
+  std::unordered_set<ObjectSink*> objects_;  // remote objects whose server has not ended
 };
 
 }  // namespace coop::detail

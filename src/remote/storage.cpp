@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include <cos/errors.hpp>
+#include <cos/spawner.hpp>
 
 #include "backends/host_name.hpp"
 #include "posix/fd.hpp"
@@ -31,13 +32,13 @@ namespace {
 
 thread_local SpawnerMirrors* current_spawner = nullptr;
 thread_local TaskStorage* current_task = nullptr;
-thread_local std::string slot_host_name;  // set by ThreadVM's slot threads
 
-// slot_host() is the host this slot serves: its ThreadVM slot's, else
-// COS_HOST (set by ProcessVM for its workers, or by the user), else the
-// machine's name.
+// slot_host() is the host this slot serves: the running remote task's
+// (coop::this_host(), which every backend's channel gives), else COS_HOST
+// (set by ProcessVM for its workers, or by the user), else the machine's
+// name.
 std::string slot_host() {
-  if (!slot_host_name.empty()) return slot_host_name;
+  if (auto h = coop::this_host()) return h->name();
   if (const char* h = std::getenv("COS_HOST"); h && *h) return h;
   return this_host_name();
 }
@@ -194,7 +195,6 @@ const std::string& spawner_mirrors_blob() {
   return current_spawner ? current_spawner->blob() : none;
 }
 
-void set_slot_host(const std::string& name) { slot_host_name = name; }
 
 TaskStorage::TaskStorage(const std::string& blob, const std::string& function)
     : blob_(&blob), function_(&function), outer_(current_task) {

@@ -69,8 +69,5 @@ class TaskStorage {
   bool ended_ = false;
 };
 
-// set_slot_host(name) tells storage the host of the slot that this thread
-// serves (ThreadVM's slot threads; a worker process reads COS_HOST).
-void set_slot_host(const std::string& name);
 
 }  // namespace coop::detail

@@ -227,7 +227,7 @@ std::optional<Message> MpiVM::Impl::take(mpi::Incoming&& in) {
   Message m = detail::decode_report(in.frame.payload);
   if (!s.busy || m.task.value() != s.task) return std::nullopt;  // not the task it runs: stale
   m.host = hosts[s.host];
-  if (m.kind == Message::Kind::started) return m;
+  if (m.kind == Message::Kind::started || m.kind == Message::Kind::post) return m;  // frees nothing
   s.busy = false;
   if (s.cancelled && m.kind == Message::Kind::result) {
     m.kind = Message::Kind::exit;
@@ -354,6 +354,17 @@ void MpiVM::cancel(const TaskId& task) {
       if (m.options.isolate) mpi::send(s.rank, FrameKind::cancel, detail::encode_task(s.task));
     }
   }
+}
+
+void MpiVM::send(const TaskId& task, std::string payload) {
+  Impl& m = *impl_;
+  for (auto& s : m.slots) {
+    if (s.busy && s.task == task.value()) {
+      mpi::send(s.rank, FrameKind::deliver, detail::encode_task_bytes(s.task, payload));
+      return;
+    }
+  }
+  // A task that has ended (or was never started): dropped, as vm.hpp says.
 }
 
 void MpiVM::finalize() { impl_->end(); }

@@ -26,6 +26,7 @@ std::optional<TaskId> MpiVM::start(const Call&, const std::optional<HostId>&) {
 std::optional<Message> MpiVM::receive(std::chrono::nanoseconds) { return std::nullopt; }
 HostId MpiVM::host_of(const TaskId&) const { throw Error("coop::MpiVM::host_of: unknown task"); }
 void MpiVM::cancel(const TaskId&) {}
+void MpiVM::send(const TaskId&, std::string) {}
 void MpiVM::finalize() {}
 
 bool under_mpi() { return false; }

@@ -5,14 +5,18 @@
 // the rank itself, and sends every ending back as a report frame. Waiting
 // never spins for long: idle, it polls MPI with a Backoff (and rank 0 rings
 // its doorbell); busy with a worker, it waits in the ProcessVM's poll for a
-// while between MPI polls.
+// while between MPI polls. A running task's posts go to rank 0 as report
+// frames of kind `post`; rank 0's deliver frames reach the task (through
+// the worker's ProcessVM, or the rank's own InlineChannel).
 #include <mpi.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -21,6 +25,7 @@
 #include <cos/remote.hpp>
 
 #include "backends/mpi/world.hpp"
+#include "remote/channel.hpp"
 
 namespace coop::detail::mpi {
 namespace {
@@ -54,12 +59,15 @@ class Rank {
           idle.reset();  // rank 0 answers a report within microseconds: spin first
         }
       }
-      auto in = poll(0);
-      if (!in) {
+      std::optional<Frame> f = take_held();
+      if (!f) {
+        if (auto in = poll(0)) f = std::move(in->frame);
+      }
+      if (!f) {
         if (!busy_) idle.pause({}, rings_reach(0));
         continue;
       }
-      if (!handle(in->frame)) return;
+      if (!handle(*f)) return;
       idle.reset();  // after the frame's work (a task without isolate) and its report
     }
   }
@@ -81,6 +89,13 @@ class Rank {
       case FrameKind::cancel:
         if (busy_ && vm_ && decode_task(f.payload) == task_) vm_->cancel(local_);
         return true;
+      case FrameKind::deliver: {
+        std::uint64_t task = 0;
+        std::string bytes;
+        decode_task_bytes(f.payload, task, bytes);
+        if (busy_ && vm_ && task == task_) vm_->send(local_, std::move(bytes));
+        return true;  // for a task that has ended: dropped (vm.hpp)
+      }
       case FrameKind::release:
         release();
         return true;
@@ -100,7 +115,7 @@ class Rank {
     if (isolate && (!vm_ || vm_->slots() == 0)) {
       try {
         vm_.reset();
-        vm_ = std::make_unique<ProcessVM>(1);
+        vm_ = std::make_unique<ProcessVM>(std::map<std::string, int>{{world().host, 1}});
       } catch (const Error& e) {
         error = e.what();
       }
@@ -111,7 +126,8 @@ class Rank {
 
   void start(std::uint64_t task, const Call& call) {
     if (!isolate_) {
-      Message m = execute(call);
+      InlineChannel channel(*this, task);
+      Message m = execute(call, channel);
       std::cout.flush();
       std::fflush(nullptr);
       m.task = TaskId(task);
@@ -143,8 +159,12 @@ class Rank {
   // forward() sends the ending of the worker's task to rank 0.
   void forward(Message m) {
     if (m.kind == Message::Kind::started || m.task != local_) return;
-    busy_ = false;
     m.task = TaskId(task_);
+    if (m.kind == Message::Kind::post) {  // the task goes on
+      send(0, FrameKind::report, encode_report(m));
+      return;
+    }
+    busy_ = false;
     send(0, FrameKind::report, encode_report(m));
   }
 
@@ -163,7 +183,66 @@ class Rank {
     send(0, FrameKind::released, {});
   }
 
+  // InlineChannel is the channel of a task that runs in the rank itself
+  // (without isolate): the rank's loop is inside the task, so receive()
+  // polls MPI here, takes the deliver frames of this task, and holds every
+  // other frame for the loop. A cancel of this task, or the end of the
+  // session, means nothing more can come: receive() returns nullopt.
+  class InlineChannel final : public TaskChannel {
+   public:
+    InlineChannel(Rank& rank, std::uint64_t task)
+        : TaskChannel(HostId(world().host), TaskId(task)),
+          rank_(rank) {}
+    void post(std::string payload) override {
+      Message m;
+      m.kind = Message::Kind::post;
+      m.task = task();
+      m.ok = true;
+      m.failure = Message::Failure::none;
+      m.payload = std::move(payload);
+      send(0, FrameKind::report, encode_report(m));
+    }
+    std::optional<std::string> receive() override {
+      Backoff wait(true, frame_arrived);
+      for (;;) {
+        if (ended_) return std::nullopt;
+        auto in = poll(0);
+        if (!in) {
+          wait.pause({}, rings_reach(0));
+          continue;
+        }
+        wait.reset();
+        Frame& f = in->frame;
+        if (f.kind == FrameKind::deliver) {
+          std::uint64_t t = 0;
+          std::string bytes;
+          decode_task_bytes(f.payload, t, bytes);
+          if (t == task().value()) return bytes;
+          continue;  // for a task that has ended
+        }
+        if (f.kind == FrameKind::cancel && decode_task(f.payload) == task().value()) {
+          ended_ = true;
+          continue;
+        }
+        if (f.kind == FrameKind::release || f.kind == FrameKind::stop) ended_ = true;
+        rank_.held_.push_back(std::move(f));
+      }
+    }
+
+   private:
+    Rank& rank_;
+    bool ended_ = false;
+  };
+
+  std::optional<Frame> take_held() {
+    if (held_.empty()) return std::nullopt;
+    Frame f = std::move(held_.front());
+    held_.pop_front();
+    return f;
+  }
+
   std::unique_ptr<ProcessVM> vm_;
+  std::deque<Frame> held_;  // frames an inline task's receive() took for the loop
   bool isolate_ = true;
   bool busy_ = false;
   std::uint64_t task_ = 0;

@@ -68,7 +68,7 @@ std::string own_host() {
 // gather_hosts() gives rank 0 the host of every rank (a collective call,
 // made once by every rank in coop::init).
 std::vector<std::string> gather_hosts(int rank, int size) {
-  std::string mine = own_host();
+  std::string mine = world().host;
   char buf[MPI_MAX_PROCESSOR_NAME + 1] = {};
   std::memcpy(buf, mine.data(), std::min<std::size_t>(mine.size(), MPI_MAX_PROCESSOR_NAME));
   std::vector<char> all(rank == 0 ? static_cast<std::size_t>(size) * sizeof buf : 0);
@@ -215,6 +215,7 @@ void mpi_init_hook() {
   MPI_Comm_rank(cos_comm, &w.rank);
   MPI_Comm_size(cos_comm, &w.size);
   w.initialised = true;
+  w.host = own_host();
   w.hosts = gather_hosts(w.rank, w.size);
   std::string token = job_token(w.rank);
   open_doorbell(token, w.rank, w.size);

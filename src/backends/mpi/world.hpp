@@ -44,7 +44,8 @@ struct World {
   bool finalized = false;
   int rank = 0;
   int size = 1;
-  std::vector<std::string> hosts;
+  std::string host;                // this rank's host (COS_HOST, or the processor name)
+  std::vector<std::string> hosts;  // every rank's, on rank 0
 };
 World& world();
 

@@ -18,6 +18,8 @@ bool known_kind(std::uint32_t kind) {
     case FrameKind::hello:
     case FrameKind::call:
     case FrameKind::result:
+    case FrameKind::post:
+    case FrameKind::deliver:
     case FrameKind::open:
     case FrameKind::opened:
     case FrameKind::cancel:
@@ -145,21 +147,38 @@ std::int64_t decode_hello(std::string_view payload) {
   return pid;
 }
 
-std::string encode_call(std::uint64_t task, const Call& call) {
+std::string encode_call(std::uint64_t task, const Call& call, std::string_view host) {
   Writer w;
   w.num(task);
   w.bytes(call.function);
   w.bytes(call.args);
   w.bytes(call.mirrors);
+  w.bytes(host);
   return w.take();
 }
 
-void decode_call(std::string_view payload, std::uint64_t& task, Call& call) {
+void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host) {
   Reader r(payload, "call");
   task = r.num<std::uint64_t>();
   call.function = r.bytes();
   call.args = r.bytes();
   call.mirrors = r.bytes();
+  std::string h = r.bytes();
+  if (host) *host = std::move(h);
+  r.done();
+}
+
+std::string encode_task_bytes(std::uint64_t task, std::string_view bytes) {
+  Writer w;
+  w.num(task);
+  w.bytes(bytes);
+  return w.take();
+}
+
+void decode_task_bytes(std::string_view payload, std::uint64_t& task, std::string& bytes) {
+  Reader r(payload, "post or deliver");
+  task = r.num<std::uint64_t>();
+  bytes = r.bytes();
   r.done();
 }
 
@@ -206,7 +225,7 @@ std::string encode_report(const Message& m) {
 Message decode_report(std::string_view payload) {
   Reader r(payload, "report");
   auto kind = r.num<std::uint8_t>();
-  if (kind > static_cast<std::uint8_t>(Message::Kind::worker_lost)) {
+  if (kind > static_cast<std::uint8_t>(Message::Kind::post)) {
     throw FrameError("coop: corrupt report frame (unknown message kind " + std::to_string(kind) + ")");
   }
   Message m;

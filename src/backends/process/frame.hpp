@@ -22,6 +22,8 @@ enum class FrameKind : std::uint32_t {
   hello = 1,   // worker -> spawner: ready to serve (payload: its pid)
   call = 2,    // spawner -> worker: run this call (task id, Call)
   result = 3,  // worker -> spawner: the call's outcome (task id, result fields)
+  post = 4,     // worker -> spawner: the running task posts bytes (task id, bytes)
+  deliver = 5,  // spawner -> worker: bytes for the running task (task id, bytes)
   // Between MpiVM's rank 0 and its serving ranks (src/backends/mpi/), one
   // frame per MPI message; `call` above carries the calls.
   open = 10,      // rank 0 -> rank: a session begins (payload: isolate, one byte)
@@ -77,8 +79,13 @@ class FrameReader {
 std::string encode_hello(std::int64_t pid);
 std::int64_t decode_hello(std::string_view payload);
 
-std::string encode_call(std::uint64_t task, const Call& call);
-void decode_call(std::string_view payload, std::uint64_t& task, Call& call);
+// A call frame also names the slot's host, for coop::this_host() in the task.
+std::string encode_call(std::uint64_t task, const Call& call, std::string_view host = {});
+void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host = nullptr);
+
+// post and deliver frames: a task id and bytes.
+std::string encode_task_bytes(std::uint64_t task, std::string_view bytes);
+void decode_task_bytes(std::string_view payload, std::uint64_t& task, std::string& bytes);
 
 // A result frame carries the fields a worker knows: failure (one byte, the
 // Message::Failure value; `ok` is derived from it), payload, error_type,

@@ -133,6 +133,7 @@ struct ProcessVM::Impl {
   // pump.cpp: moving bytes between the spawner and its workers.
   void pump(std::chrono::nanoseconds timeout);
   void send_call(Slot& s, std::string frame);
+  void send_frame(Slot& s, std::string frame);
   bool flush_unsent(Slot& s);
   void on_results(Slot& s);
   bool handle_frames(Slot& s);

@@ -142,7 +142,8 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
   }
   if (!slot) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
-  std::string frame = detail::encode_frame(FrameKind::call, detail::encode_call(id, call));
+  std::string frame =
+      detail::encode_frame(FrameKind::call, detail::encode_call(id, call, m.hosts[slot->host].name()));
   m.task_host.push_back(static_cast<std::uint32_t>(slot->host));
   slot->state = State::busy;
   slot->task = id;
@@ -204,6 +205,14 @@ void ProcessVM::cancel(const TaskId& task) {
   msg.completed = clock::now();
   s->pending = std::move(msg);
   m.replace(*s);
+}
+
+void ProcessVM::send(const TaskId& task, std::string payload) {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  Slot* s = m.busy_with(task.value());
+  if (!s) return;  // it has ended: dropped (vm.hpp)
+  m.send_frame(*s, detail::encode_frame(FrameKind::deliver, detail::encode_task_bytes(task.value(), payload)));
 }
 
 void ProcessVM::finalize() {

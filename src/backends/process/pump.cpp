@@ -75,7 +75,18 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         ready.push_back(std::move(m));
         return true;
       }
-      default:  // call, and the kinds between MpiVM's ranks: never from a worker
+      case FrameKind::post: {
+        std::uint64_t task = 0;
+        Message m;
+        detail::decode_task_bytes(f.payload, task, m.payload);
+        if (s.state != State::busy || task != s.task) throw FrameError("coop: unexpected post frame");
+        m.kind = Message::Kind::post;
+        m.task = TaskId(task);
+        m.host = hosts[s.host];
+        ready.push_back(std::move(m));
+        return true;
+      }
+      default:  // call, deliver, and the kinds between MpiVM's ranks: never from a worker
         throw FrameError("coop: unexpected frame of kind " + std::to_string(static_cast<unsigned>(f.kind)) +
                          " from a worker");
     }
@@ -168,6 +179,18 @@ bool ProcessVM::Impl::anything_to_wait_for() const {
 void ProcessVM::Impl::send_call(Slot& s, std::string frame) {
   s.unsent = std::move(frame);
   s.unsent_from = 0;
+  if (!flush_unsent(s)) lose(s, "");
+}
+
+// send_frame() queues one more frame for the busy worker of `s` (behind
+// what is still unsent) and sends what the socket takes now.
+void ProcessVM::Impl::send_frame(Slot& s, std::string frame) {
+  if (s.has_unsent()) {
+    s.unsent.append(frame);
+  } else {
+    s.unsent = std::move(frame);
+    s.unsent_from = 0;
+  }
   if (!flush_unsent(s)) lose(s, "");
 }
 

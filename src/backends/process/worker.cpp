@@ -17,8 +17,10 @@
 
 #include <cos/remote.hpp>
 
+#include "backends/host_name.hpp"
 #include "backends/process/frame.hpp"
 #include "posix/fd.hpp"
+#include "remote/channel.hpp"
 
 namespace coop::detail {
 namespace {
@@ -131,6 +133,71 @@ void reap_orphans() {
   }
 }
 
+// Link is the worker's end of its two streams: frames in from the call
+// socket, frames out on the result pipe.
+struct Link {
+  int calls = -1;
+  int results = -1;
+  FrameReader reader{};
+  bool closed = false;  // the spawner closed the socket, or is gone
+
+  // next() is the next frame from the spawner, or nullopt once it closed.
+  std::optional<Frame> next() {
+    static char buffer[1 << 16];
+    for (;;) {
+      try {
+        if (auto frame = reader.next()) return frame;
+      } catch (const FrameError& e) {
+        die(70, e.what());
+      }
+      if (closed) return std::nullopt;
+      ssize_t n = ::read(calls, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        closed = true;
+        return std::nullopt;
+      }
+      reader.feed(buffer, static_cast<std::size_t>(n));
+    }
+  }
+};
+
+// WorkerChannel is the running task's channel (remote/channel.hpp): posts
+// are post frames on the result pipe, in order before the result; receive()
+// reads the call socket for the spawner's deliver frames to this task.
+class WorkerChannel final : public TaskChannel {
+ public:
+  WorkerChannel(Link& link, std::uint64_t task, HostId host) : TaskChannel(std::move(host), TaskId(task)), link_(link) {}
+
+  void post(std::string payload) override {
+    std::string frame;
+    try {
+      frame = encode_frame(FrameKind::post, encode_task_bytes(task().value(), payload));
+    } catch (const FrameError& e) {
+      throw Error(std::string("coop: a message to the spawner is too large to send: ") + e.what());
+    }
+    posix::write_all(link_.results, frame, false);  // a spawner that is gone loses it
+  }
+
+  std::optional<std::string> receive() override {
+    while (std::optional<Frame> frame = link_.next()) {
+      if (frame->kind != FrameKind::deliver) die(70, "unexpected frame from the spawner while a task runs");
+      std::uint64_t task = 0;
+      std::string bytes;
+      try {
+        decode_task_bytes(frame->payload, task, bytes);
+      } catch (const FrameError& e) {
+        die(70, e.what());
+      }
+      if (task == this->task().value()) return bytes;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  Link& link_;
+};
+
 }  // namespace
 
 void serve_as_worker(const char* spec) {
@@ -180,35 +247,28 @@ void serve_as_worker(const char* spec) {
 
   if (!posix::write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
 
-  FrameReader reader;
-  static char buffer[1 << 16];
+  Link link{fd, results};
+  const std::string machine = this_host_name();
   for (;;) {
-    std::optional<Frame> frame;
-    try {
-      frame = reader.next();
-    } catch (const FrameError& e) {
-      die(70, e.what());
-    }
+    std::optional<Frame> frame = link.next();
     if (!frame) {
-      ssize_t n = ::read(fd, buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        // The spawner closed the socket (finalize) or is gone.
-        std::fflush(nullptr);
-        std::_Exit(0);
-      }
-      reader.feed(buffer, static_cast<std::size_t>(n));
-      continue;
+      // The spawner closed the socket (finalize) or is gone.
+      std::fflush(nullptr);
+      std::_Exit(0);
     }
+    // Bytes for a task that has ended meanwhile are dropped (vm.hpp).
+    if (frame->kind == FrameKind::deliver) continue;
     if (frame->kind != FrameKind::call) die(70, "unexpected frame from the spawner");
     std::uint64_t task = 0;
     Call call;
+    std::string host;
     try {
-      decode_call(frame->payload, task, call);
+      decode_call(frame->payload, task, call, &host);
     } catch (const FrameError& e) {
       die(70, e.what());
     }
-    Message result = execute(call);
+    WorkerChannel channel(link, task, HostId(host.empty() ? machine : host));
+    Message result = execute(call, channel);
     reap_orphans();
     flush_output();
     std::string reply;
