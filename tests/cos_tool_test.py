@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proc_table import left_after, processes_with  # noqa: E402
+
 COS = None
 OSCILLATOR = None
 CASES = {}
@@ -69,32 +72,9 @@ def column(rows, name):
     return [r[name] for r in sorted(rows, key=lambda r: int(r["point"]))]
 
 
-def processes_with(marker):
-    """The pids whose command line holds `marker`."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            found.append((int(pid), cmdline))
-    return found
-
-
 def check_no_processes(marker, within=0.0):
     """Fails when a process with `marker` is still alive after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        left = processes_with(marker)
-        if not left or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
+    left = left_after(marker, within)
     check(not left, f"processes left behind: {left}")
 
 

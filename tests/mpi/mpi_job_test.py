@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from proc_table import left_after, processes_with  # noqa: E402
+
 HANG = None
 COS = None
 CASES = {}
@@ -56,31 +59,9 @@ def marker():
     return f"{300 + random.randint(1, 999999) / 1e6:.6f}"
 
 
-def processes_with(text):
-    """The live (not zombie) pids whose command line holds `text`."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append((int(pid), cmdline))
-    return found
-
-
-def check_no_processes(text, within=5.0):
-    deadline = time.monotonic() + within
-    while True:
-        left = processes_with(text)
-        if not left or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
+def check_no_processes(marker, within=5.0):
+    """Fails when a process with `marker` is still alive after `within` seconds."""
+    left = left_after(marker, within)
     check(not left, f"processes left behind: {left}")
 
 
