@@ -113,7 +113,6 @@ bool has_vm() {
 }
 TaskRef spawn_remote(const Spawn& options, Call&& call, DecodeFn decode) {
   Engine::current_checked("coop::spawn");
-  call.mirrors = spawner_mirrors_blob();
   return RemotePool::current()->spawn(options, std::move(call), decode);
 }
 void not_remotable() {

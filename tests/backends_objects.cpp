@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <stdexcept>
 #include <thread>
 
@@ -51,6 +52,8 @@ COS_REMOTE_METHOD(Counter, fail);
 COS_REMOTE_METHOD(Counter, crash);
 COS_REMOTE_METHOD(Counter, host);
 COS_REMOTE_METHOD(Counter, report);
+std::string Counter::read(coop::AbstractPath path) const { return read_mirrored_in(std::move(path)); }
+COS_REMOTE_METHOD(Counter, read);
 
 int spawner_total = 0;
 coop::Tid spawner_tid = coop::invalid_tid;
@@ -137,5 +140,32 @@ std::string where_am_i() {
   return (h ? h->name() : "?") + "|" + (t ? std::to_string(t->value()) : "?");
 }
 COS_REMOTE(where_am_i);
+
+std::string spawner_scratch() {
+  coop::yield();  // overlapping spawner calls take turns here
+  return coop::task_scratch().string();
+}
+COS_REMOTE(spawner_scratch);
+
+std::string call_spawner_scratch() {
+  coop::spawner_post(spawner_scratch);
+  coop::spawner_post(spawner_scratch);
+  return coop::spawner_call(spawner_scratch);
+}
+COS_REMOTE(call_spawner_scratch);
+
+std::string read_mirrored_in(coop::AbstractPath path) {
+  std::ifstream in(coop::to_actual(path));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return text;
+}
+COS_REMOTE(read_mirrored_in);
+
+int post_then_nap(int ms) {
+  coop::spawner_post(log_line, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+COS_REMOTE(post_then_nap);
 
 }  // namespace backends

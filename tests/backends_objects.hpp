@@ -37,6 +37,8 @@ class Counter {
   // report(k) adds k to the spawner's total through a spawner call, adds
   // the total it returns to the state, and returns the state.
   int report(int k);
+  // read(path) is read_mirrored_in(path), in the object.
+  std::string read(coop::AbstractPath path) const;
   // not_registered() has no COS_REMOTE_METHOD.
   int not_registered() { return 0; }
 
@@ -81,5 +83,15 @@ std::string call_spawner_wait(std::string path);
 int post_fail();
 // where_am_i(): "host|task id" from this_host() and this_task_id(), or "none".
 std::string where_am_i();
+// spawner_scratch() yields in the spawner, then returns coop::task_scratch()
+// there; call_spawner_scratch(n) makes n overlapping spawner posts of it
+// and one call, and returns what the call saw.
+std::string spawner_scratch();
+std::string call_spawner_scratch();
+// read_mirrored_in(path) is the content of a mirrored file, read through
+// to_actual on the slot (a function and a Counter method alike).
+std::string read_mirrored_in(coop::AbstractPath path);
+// post_then_nap(ms) posts log_line(0) and then sleeps ms milliseconds.
+int post_then_nap(int ms);
 
 }  // namespace backends

@@ -84,14 +84,16 @@ TEST_CASE("remote objects: two objects on two slots overlap in time") {
         auto t0 = coop::clock::now();
         std::vector<coop::Task<int>> calls;
         for (int i = 0; i < 3; ++i) {
-          calls.push_back(a.call(&Counter::nap, 150));
-          calls.push_back(b.call(&Counter::nap, 150));
+          calls.push_back(a.call(&Counter::nap, 300));
+          calls.push_back(b.call(&Counter::nap, 300));
         }
         coop::wait_all(calls[0], calls[1], calls[2], calls[3], calls[4], calls[5]);
         double wall = ms_since(t0);
-        INFO("wall " << wall << " ms; each object runs 450 ms of calls");
-        CHECK(wall >= 440);
-        CHECK(wall < 800);  // near the longest (450 ms), not the sum (900 ms)
+        INFO("wall " << wall << " ms; each object runs 900 ms of calls");
+        CHECK(wall >= 890);
+        // Near the longest (900 ms), not the sum (1800 ms); the margin is for
+        // a loaded machine (CI shares 2 cores with the builds).
+        CHECK(wall < 1500);
       },
       options_for(backend, 2));
 }

@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <tuple>
 #include <map>
 #include <string>
 #include <vector>
@@ -195,4 +197,47 @@ TEST_CASE("vm contract: a task's posts arrive in order before its result, free n
   coop::detail::from_bytes(m->payload, value);
   CHECK(value == 49);
   vm->finalize();
+}
+
+TEST_CASE("vm contract: a VM finalized while its task posts leaves the next VM on the same slots whole") {
+  auto backend = GENERATE(from_range(cos_test::backends()));
+  INFO("backend " << backend);
+  auto receive_until = [](coop::VM& vm, coop::Message::Kind kind) {
+    std::optional<coop::Message> m;
+    do {
+      m = vm.receive(std::chrono::seconds(10));
+      REQUIRE(m);
+    } while (m->kind != kind && m->kind != coop::Message::Kind::result);
+    return *m;
+  };
+  {
+    auto vm = cos_test::make_vm(backend, 1);
+    REQUIRE(vm->start(coop::Call{"post_then_nap", coop::detail::to_bytes(std::tuple<int>(300))}, std::nullopt));
+    CHECK(receive_until(*vm, coop::Message::Kind::post).kind == coop::Message::Kind::post);
+    vm->finalize();  // while the task naps: it is stopped, or waited for where it cannot be
+  }
+  auto vm = cos_test::make_vm(backend, 1);
+  REQUIRE(vm->start(coop::Call{"square", coop::detail::to_bytes(std::tuple<int>(6))}, std::nullopt));
+  coop::Message m = receive_until(*vm, coop::Message::Kind::result);
+  REQUIRE(m.kind == coop::Message::Kind::result);
+  REQUIRE(m.failure == coop::Message::Failure::none);
+  int value = 0;
+  coop::detail::from_bytes(m.payload, value);
+  CHECK(value == 36);
+  vm->finalize();
+}
+
+TEST_CASE("spawner calls: they run in the spawner's own task_scratch and leave it as it was") {
+  auto backend = GENERATE(from_range(cos_test::backends()));
+  INFO("backend " << backend);
+  coop::run(
+      [&] {
+        std::string mine = coop::task_scratch().string();
+        // Two posts and a call of a function that yields in the spawner,
+        // so that the three overlap there.
+        CHECK(coop::spawn(remote, call_spawner_scratch).join() == mine);
+        CHECK(coop::task_scratch().string() == mine);
+        CHECK(std::filesystem::is_directory(mine));
+      },
+      coop::Options{.vm = cos_test::make_vm(backend, 1)});
 }

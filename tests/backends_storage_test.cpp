@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backends_objects.hpp"
 #include "backends_support.hpp"
 
 using namespace backends;
@@ -255,4 +256,25 @@ TEST_CASE("storage: bad mirrors and paths are clear errors") {
         },
         options);
   }
+}
+
+TEST_CASE("storage: a remote object resolves mirrored paths on its host like a remote task") {
+  auto backend = GENERATE(from_range(cos_test::backends()));
+  INFO("backend " << backend);
+  TempDir dir;
+  fs::path shared = dir.path / "shared";
+  fs::create_directories(shared);
+  std::ofstream(shared / "m.txt") << "for objects";
+  coop::Options options{.vm = cos_test::make_vm(backend, 1)};
+  options.mirrors = {coop::Mirror{shared, dir.path / "copies" / "{host}"}};
+  coop::run(
+      [&] {
+        coop::AbstractPath p = coop::to_abstract(shared / "m.txt");
+        {
+          auto counter = coop::make_remote<Counter>(remote, Config{0, "mirrors", false});
+          CHECK(counter.sync(&Counter::read, p) == "for objects");
+        }  // closed: its slot is free again
+        CHECK(coop::spawn(remote, read_mirrored_in, p).join() == "for objects");
+      },
+      options);
 }

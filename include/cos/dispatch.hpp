@@ -217,9 +217,11 @@ template <class R> class Dispatcher {
     auto timing = std::make_unique<Timing>();
     timing->submitted = clock::now();
     if (st.submitted == 0) st.first_submitted = timing->submitted;
+    // The digest first: a job that cannot be journaled is an error before
+    // it runs, never a task that runs with nobody to collect it.
+    std::uint64_t job_digest = journal_ ? DispatchJournal<R>::digest(j) : 0;
     Task<R> t = JobAccess::start(j, s, timing.get());
     ++st.submitted;
-    std::uint64_t job_digest = journal_ ? DispatchJournal<R>::digest(j) : 0;
     Tid tid = t.tid();
     tids_.push_back(tid);
     std::optional<Job<R>> kept_job;

@@ -9,6 +9,7 @@
 #include <cos/errors.hpp>
 
 #include "posix/text.hpp"
+#include "remote/storage.hpp"
 
 namespace coop::detail {
 namespace {
@@ -55,6 +56,9 @@ void RemotePool::set_vm(std::shared_ptr<VM> vm) {
 }
 
 TaskRef RemotePool::spawn(const Spawn& opt, Call&& call, DecodeFn decode, std::shared_ptr<ObjectSink> object) {
+  // Every call that leaves for a slot carries the spawner's mirrors: a
+  // remote spawn's, a dispatch job's and a remote object's alike.
+  call.mirrors = spawner_mirrors_blob();
   if (opt.retries < 0) throw Error("coop::spawn: retries must not be negative");
   if (opt.timeout && opt.timeout->count() <= 0) throw Error("coop::spawn: timeout must be positive");
   // No slot can ever take it (a finalized VM, or one whose workers all failed).

@@ -10,6 +10,7 @@
 #include <cos/remote.hpp>
 
 #include "backends/host_name.hpp"
+#include "remote/execute.hpp"
 #include "remote/pool.hpp"
 
 namespace coop::detail {
@@ -52,7 +53,7 @@ void RemotePool::on_post(TaskRecord* rec, Message&& m) {
 // shutdown, like any exception that no join collected.
 void RemotePool::run_spawner_call(const TaskId& task, Tid tid, Envelope&& e) {
   spawn_detached(false, [vm = vm_, task, tid, e = std::move(e)]() mutable {
-    Message r = execute(Call{e.name, std::move(e.body)});
+    Message r = execute_in_spawner(Call{e.name, std::move(e.body)});
     if (e.tag == Tag::call) {
       Envelope reply = wire::outcome(Tag::reply, e.seq, std::move(r));
       reply.name = this_host_name();

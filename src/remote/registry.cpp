@@ -1,5 +1,7 @@
 #include <cos/remote.hpp>
 
+#include <cxxabi.h>
+
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -9,6 +11,7 @@
 #include <cos/errors.hpp>
 
 #include "posix/text.hpp"
+#include "remote/execute.hpp"
 #include "remote/storage.hpp"
 #include "remote/symbol_name.hpp"
 
@@ -88,7 +91,24 @@ void unregistered(const void* address, const std::type_info& type) {
   throw NotRegistered(name);
 }
 
-Message execute(const Call& call) {
+void record_exception(Message& m) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    m.error_type = demangle(typeid(e));
+    m.payload = e.what();
+  } catch (...) {
+    const std::type_info* t = abi::__cxa_current_exception_type();
+    m.error_type = t ? demangle(*t) : "unknown";
+    m.payload = "an exception of type " + m.error_type + " (not derived from std::exception)";
+  }
+}
+
+namespace {
+
+// run() is execute() with the task's storage, if it has one (a remote task
+// on a slot), prepared before the function runs and ended after it.
+Message run(const Call& call, TaskStorage* storage) {
   Message m;
   m.kind = Message::Kind::result;
   m.started = clock::now();
@@ -98,7 +118,6 @@ Message execute(const Call& call) {
     auto it = r.by_name.find(call.function);
     if (it != r.by_name.end()) entry = &it->second;
   }
-  TaskStorage storage(call.mirrors, call.function);  // its scratch and mirrors (storage.cpp)
   if (!entry) {
     m.failure = Message::Failure::not_registered;
     m.error_type = "coop::NotRegistered";
@@ -106,22 +125,26 @@ Message execute(const Call& call) {
   } else {
     m.failure = Message::Failure::exception;
     try {
-      storage.prepare();
+      if (storage) storage->prepare();
       entry->invoker(call.args, m.payload);
       m.ok = true;
       m.failure = Message::Failure::none;
-    } catch (const std::exception& e) {
-      m.error_type = demangle(typeid(e));
-      m.payload = e.what();
     } catch (...) {
-      const std::type_info* t = abi::__cxa_current_exception_type();
-      m.error_type = t ? demangle(*t) : "unknown";
-      m.payload = "an exception of type " + m.error_type + " (not derived from std::exception)";
+      record_exception(m);
     }
   }
-  storage.end(m.failure == Message::Failure::none);
+  if (storage) storage->end(m.failure == Message::Failure::none);
   m.completed = clock::now();
   return m;
 }
+
+}  // namespace
+
+Message execute(const Call& call) {
+  TaskStorage storage(call.mirrors, call.function);  // its scratch and mirrors (storage.cpp)
+  return run(call, &storage);
+}
+
+Message execute_in_spawner(const Call& call) { return run(call, nullptr); }
 
 }  // namespace coop::detail

@@ -2,7 +2,6 @@
 // channel (channel.hpp) in a thread-local, this_host() and this_task_id(),
 // spawner calls that wait for their reply, and the loop that serves an
 // object's method calls. Backend-independent: it sees only a TaskChannel.
-#include <cxxabi.h>
 
 #include <deque>
 #include <utility>
@@ -11,8 +10,8 @@
 #include <cos/object.hpp>
 #include <cos/spawner.hpp>
 
-#include "posix/text.hpp"
 #include "remote/channel.hpp"
+#include "remote/execute.hpp"
 #include "remote/wire.hpp"
 
 namespace coop::detail {
@@ -63,13 +62,8 @@ template <class Fn> void run_caught(Message& m, Fn&& fn) {
     fn();
     m.ok = true;
     m.failure = Message::Failure::none;
-  } catch (const std::exception& e) {
-    m.error_type = posix::demangle(typeid(e));
-    m.payload = e.what();
   } catch (...) {
-    const std::type_info* t = abi::__cxa_current_exception_type();
-    m.error_type = t ? posix::demangle(*t) : "unknown";
-    m.payload = "an exception of type " + m.error_type + " (not derived from std::exception)";
+    record_exception(m);
   }
   m.completed = clock::now();
 }

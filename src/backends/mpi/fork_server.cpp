@@ -49,7 +49,7 @@ pid_t start_keeper(const int (&fds)[5], std::vector<char*>& argv, std::vector<ch
   if (pid != 0) return pid;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the keeper sets its own after exec
   int high[5];
-  for (int i = 0; i < 5; ++i) high[i] = ::fcntl(fds[i], F_DUPFD, 10);  // clear of 0..4
+  for (int i = 0; i < 5; ++i) high[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 10);  // clear of 0..4; dup2 below clears CLOEXEC on 0..4
   for (int i = 0; i < 5; ++i) ::dup2(high[i], i);
   ::signal(SIGINT, SIG_DFL);
   sigset_t none;

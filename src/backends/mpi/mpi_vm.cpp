@@ -158,8 +158,18 @@ MpiVM::Impl::Impl(MpiOptions o) : options(std::move(o)) {
   sessions().ends[session] = [this] { end(); };
   for (auto& sl : slots) sessions().owner[sl.rank] = session;
   std::string open(1, options.isolate ? '\1' : '\0');
-  for (auto& s : slots) mpi::send(s.rank, FrameKind::open, open);
-  auto said = wait_for_all(FrameKind::opened, clock::now() + detail::process::start_timeout_from_env() + open_margin);
+  std::vector<std::optional<std::string>> said;
+  try {
+    for (auto& s : slots) mpi::send(s.rank, FrameKind::open, open);
+    said = wait_for_all(FrameKind::opened, clock::now() + detail::process::start_timeout_from_env() + open_margin);
+  } catch (...) {
+    // The session is registered: take it back before the error leaves.
+    try {
+      end();
+    } catch (...) {
+    }
+    throw;
+  }
   std::string error;
   for (std::size_t i = 0; i < slots.size() && error.empty(); ++i) {
     if (!said[i]) {
@@ -243,25 +253,32 @@ std::optional<Message> MpiVM::Impl::take(mpi::Incoming&& in) {
 void MpiVM::Impl::end() {
   if (finalized) return;
   finalized = true;
-  if (!mpi::world().finalized) {
-    for (auto& s : slots) mpi::send(s.rank, FrameKind::release, {});
-    auto said = wait_for_all(FrameKind::released, clock::now() + finalize_timeout);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      if (said[i]) continue;
-      // Without isolate a task cannot be stopped: the rank serves again once
-      // it returns (a later session waits for it, and drops its report).
-      std::string msg = "coop::MpiVM: finalize: rank " + std::to_string(slots[i].rank) + " still runs task " +
-                        std::to_string(slots[i].task) + " after " + detail::seconds_text(finalize_timeout) +
-                        "; it is given back as it is\n";
-      posix::write_all(2, msg);
+  // Whatever happens below (an MPI call that throws), the session lets its
+  // ranks go and leaves the job's list of live sessions, whose entries the
+  // job's end calls: a stale entry would hang or call into freed memory.
+  struct Forget {
+    Impl& m;
+    ~Forget() {
+      for (auto& sl : m.slots) sessions().held.erase(sl.rank);
+      m.slots.clear();
+      for (auto it = sessions().owner.begin(); it != sessions().owner.end();) {
+        it = it->second == m.session ? sessions().owner.erase(it) : std::next(it);
+      }
+      sessions().ends.erase(m.session);
     }
+  } forget{*this};
+  if (mpi::world().finalized) return;
+  for (auto& s : slots) mpi::send(s.rank, FrameKind::release, {});
+  auto said = wait_for_all(FrameKind::released, clock::now() + finalize_timeout);
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    if (said[i]) continue;
+    // Without isolate a task cannot be stopped: the rank serves again once
+    // it returns (a later session waits for it, and drops its report).
+    std::string msg = "coop::MpiVM: finalize: rank " + std::to_string(slots[i].rank) + " still runs task " +
+                      std::to_string(slots[i].task) + " after " + detail::seconds_text(finalize_timeout) +
+                      "; it is given back as it is\n";
+    posix::write_all(2, msg);
   }
-  for (auto& sl : slots) sessions().held.erase(sl.rank);
-  slots.clear();
-  for (auto it = sessions().owner.begin(); it != sessions().owner.end();) {
-    it = it->second == session ? sessions().owner.erase(it) : std::next(it);
-  }
-  sessions().ends.erase(session);
 }
 
 MpiVM::MpiVM(MpiOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -351,7 +368,9 @@ void MpiVM::cancel(const TaskId& task) {
   for (auto& s : m.slots) {
     if (s.busy && s.task == task.value() && !s.cancelled) {
       s.cancelled = true;
-      if (m.options.isolate) mpi::send(s.rank, FrameKind::cancel, detail::encode_task(s.task));
+      // With isolate the rank kills the worker; without, the task runs on,
+      // but its channel's receive() returns nullopt from now on (vm.hpp).
+      mpi::send(s.rank, FrameKind::cancel, detail::encode_task(s.task));
     }
   }
 }
@@ -359,7 +378,7 @@ void MpiVM::cancel(const TaskId& task) {
 void MpiVM::send(const TaskId& task, std::string payload) {
   Impl& m = *impl_;
   for (auto& s : m.slots) {
-    if (s.busy && s.task == task.value()) {
+    if (s.busy && s.task == task.value() && !s.cancelled) {
       mpi::send(s.rank, FrameKind::deliver, detail::encode_task_bytes(s.task, payload));
       return;
     }

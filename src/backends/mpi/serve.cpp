@@ -176,7 +176,7 @@ class Rank {
       while (busy_) {
         auto m = vm_->receive(-1ns);
         if (!m) break;
-        if (m->kind != Message::Kind::started && m->task == local_) busy_ = false;
+        if (m->kind != Message::Kind::started && m->kind != Message::Kind::post && m->task == local_) busy_ = false;
       }
       busy_ = false;
     }
@@ -261,11 +261,7 @@ void serve_rank() {
     std::fprintf(stderr, "coop::MpiVM: rank %d stops: %s\n", world().rank, e.what());
     status = 1;
   }
-  Backoff wait;
-  while (pending_sends() > 0) {
-    progress();
-    wait.pause();
-  }
+  finish_sends();
   world().finalized = true;
   if (status == 0) {
     MPI_Finalize();

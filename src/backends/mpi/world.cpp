@@ -181,15 +181,28 @@ std::optional<Incoming> poll(int source) {
   return Incoming{status.MPI_SOURCE, std::move(*f)};
 }
 
-void stop_ranks() {
-  World& w = world();
-  if (!w.initialised || w.finalized || w.rank != 0) return;
-  end_live_session();
-  for (int r = 1; r < w.size; ++r) send(r, FrameKind::stop, {});
+void finish_sends() {
   Backoff wait;
   while (pending_sends() > 0) {
     progress();
     wait.pause();
+  }
+}
+
+void stop_ranks() {
+  World& w = world();
+  if (!w.initialised || w.finalized || w.rank != 0) return;
+  // At exit nothing may throw (std::terminate): an MPI error here is told,
+  // and MPI_Abort ends the job instead of leaving ranks behind.
+  try {
+    end_live_session();
+    for (int r = 1; r < w.size; ++r) send(r, FrameKind::stop, {});
+    finish_sends();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coop::MpiVM: ending the job: %s\n", e.what());
+    w.finalized = true;
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return;
   }
   w.finalized = true;
   MPI_Comm_free(&cos_comm);

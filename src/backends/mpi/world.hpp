@@ -62,6 +62,8 @@ struct Incoming {
 void send(int dest, FrameKind kind, std::string_view payload);
 void progress();
 std::size_t pending_sends();
+// finish_sends() waits (backing off, not spinning) until every send is done.
+void finish_sends();
 // poll() returns a frame from any rank (or from `source`), or nullopt at
 // once when none has arrived (MPI_Iprobe, then MPI_Recv of its size).
 // Throws FrameError for bytes that are not one frame.
