@@ -45,26 +45,6 @@ bool write_all(int fd, std::string_view bytes, bool socket) noexcept {
   return true;
 }
 
-long write_nosigpipe(int fd, const char* data, std::size_t size) noexcept {
-  sigset_t pipe_only, old;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-  ssize_t n = ::write(fd, data, size);
-  if (!sigismember(&old, SIGPIPE)) {
-    int e = errno;
-    if (n < 0 && e == EPIPE) {
-      // SIGPIPE goes to the thread that wrote: it is pending here now.
-      timespec zero{0, 0};
-      while (::sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
-      }
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    errno = e;
-  }
-  return n;
-}
-
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
 }  // namespace coop::posix

@@ -2,7 +2,6 @@
 // the backends and the `cos` tool (one copy of each, here).
 #pragma once
 
-#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -22,14 +21,6 @@ COS_API int open_pidfd(int pid) noexcept;
 // with errno set when the peer is gone or the write fails. Blocks the thread
 // while fd is full (use it on descriptors that cannot stall the caller).
 COS_API bool write_all(int fd, std::string_view bytes, bool socket = false) noexcept;
-
-// write_nosigpipe() is one write(2) to the pipe fd that never raises SIGPIPE
-// in the process: a pipe whose reader is gone fails with EPIPE instead. It
-// blocks SIGPIPE on the calling thread around the write (never touching the
-// process-wide disposition) and, when the write raised one, takes it back
-// with sigtimedwait before it is unblocked. When the thread had SIGPIPE
-// blocked already, the mask is left alone. Returns what write(2) returns.
-COS_API long write_nosigpipe(int fd, const char* data, std::size_t size) noexcept;
 
 // errno_text(what) is "what: strerror(errno)".
 COS_API std::string errno_text(const char* what);

@@ -56,6 +56,7 @@ struct Slot {
   pid_t pid = -1;     // the keeper: the spawner's child, waited for
   pid_t worker = -1;  // the worker that serves (its hello said so)
   int calls = -1;    // call pipe (non-blocking on this side): calls to the worker
+  int call_reader = -1;  // the spawner's copy of the call pipe's read end (never read: see spawn())
   int results = -1;  // result pipe: hello and results from the worker
   int out = -1;      // the worker's stdout
   int err = -1;      // the worker's stderr

@@ -194,12 +194,13 @@ void ProcessVM::Impl::send_frame(Slot& s, std::string frame) {
 }
 
 // flush_unsent() sends what the call pipe of `s` takes without blocking;
-// returns false when the worker is gone (the pipe is broken).
+// returns false when the write fails.
 bool ProcessVM::Impl::flush_unsent(Slot& s) {
   while (s.has_unsent()) {
-    // The call pipe is non-blocking on this side; a worker that is gone
-    // makes it fail with EPIPE (never a SIGPIPE in the program).
-    long n = posix::write_nosigpipe(s.calls, s.unsent.data() + s.unsent_from, s.unsent.size() - s.unsent_from);
+    // The call pipe is non-blocking on this side, and never without a
+    // reader (the spawner holds one), so a worker that is gone raises no
+    // SIGPIPE: its end shows on the result pipe and pidfd instead.
+    ssize_t n = ::write(s.calls, s.unsent.data() + s.unsent_from, s.unsent.size() - s.unsent_from);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
