@@ -71,7 +71,7 @@ bool parse(const char* spec, int& fd, int& results, long& parent) {
 // worker's end only once the tree is gone. All signals are blocked here
 // (Ctrl-C included); it only waits for SIGCHLD, SIGTERM and SIGHUP.
 [[noreturn]] void keep(pid_t worker, long parent, int calls) {
-  ::close(calls);  // a dead worker's call pipe breaks at once
+  ::close(calls);  // calls are the worker's to read, not the keeper's
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   sigset_t wake;
   sigemptyset(&wake);
