@@ -38,7 +38,7 @@ namespace coop {
 // the keeper gets SIGTERM and does the same. Programs a task leaves running
 // after it returns go on while the worker serves, and end with it. The
 // worker reaps the children a task did not wait for once the task returns
-// (never while it runs). Only a process that leaves the tree by other
+// and its result is sent (never while it runs). Only a process that leaves the tree by other
 // means (asks a daemon such as systemd or at to start it, or whose keeper
 // is SIGKILLed from outside) escapes. Nothing of this costs a task that
 // returns: the tree is walked (in /proc) only when a worker is ended.
@@ -46,9 +46,12 @@ namespace coop {
 // What a worker writes to stdout and stderr goes to the spawner's, a
 // line at a time, and is kept per task in Message::output.
 //
-// Calls go to a worker on a socket, results come back on a pipe; the
+// Calls go to a worker on a pipe, results come back on another; the
 // spawner's ends are non-blocking, so no call, however large, and no worker,
 // however stuck (even stopped), makes the scheduler's thread wait in write().
+// The spawner also holds the read end of each call pipe, so a call to a
+// worker that is gone never raises SIGPIPE (the worker's end shows on its
+// result pipe); the program's SIGPIPE disposition and masks are its own.
 //
 // Not thread-safe: use it from one thread (the scheduler's). Workers are
 // tied to the thread that started them: they are killed when it exits.

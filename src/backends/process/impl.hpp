@@ -55,14 +55,15 @@ struct Slot {
   // stays below the keeper, and dies with the worker.
   pid_t pid = -1;     // the keeper: the spawner's child, waited for
   pid_t worker = -1;  // the worker that serves (its hello said so)
-  int calls = -1;    // call socket (non-blocking on this side): calls to the worker
+  int calls = -1;    // call pipe (non-blocking on this side): calls to the worker
+  int call_reader = -1;  // the spawner's copy of the call pipe's read end (never read: see spawn())
   int results = -1;  // result pipe: hello and results from the worker
   int out = -1;      // the worker's stdout
   int err = -1;      // the worker's stderr
   int pidfd = -1;    // readable when the process ends (-1 on kernels without pidfd)
   FrameReader reader{};
-  // The part of the current call frame that the call socket did not take
-  // yet; the pump sends it when the socket is writable again, so that
+  // The part of the current call frame that the call pipe did not take
+  // yet; the pump sends it when the pipe is writable again, so that
   // start() never waits for a worker that does not read (stopped, or busy
   // with something else).
   std::string unsent{};
@@ -88,7 +89,7 @@ enum class Source {
   out,      // the worker's stdout (readable)
   err,      // the worker's stderr (readable)
   pidfd,    // the process ended
-  calls,    // the call socket (writable: room for unsent call bytes)
+  calls,    // the call pipe (writable: room for unsent call bytes)
 };
 
 // start_timeout_from_env() is default_start_timeout, or what

@@ -13,7 +13,7 @@ class KeeperLauncher {
  public:
   virtual ~KeeperLauncher() = default;
   // launch() starts a keeper of this program whose stdin, stdout, stderr,
-  // call socket and result pipe are fds[0..4] (the caller closes its copies
+  // call pipe and result pipe are fds[0..4] (the caller closes its copies
   // afterwards) and returns its pid. Throws coop::Error when it cannot.
   virtual pid_t launch(const int (&fds)[5]) = 0;
   // wait() is waitpid(pid, &status, block ? 0 : WNOHANG) for a keeper that

@@ -1,9 +1,8 @@
 // pump.cpp: the one poll that moves a ProcessVM's bytes: call frames out to
-// the workers (what the call socket could not take at once), hello and
+// the workers (what the call pipe could not take at once), hello and
 // result frames in from them, and their stdout and stderr forwarded a line
 // at a time and kept per task.
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -174,7 +173,7 @@ bool ProcessVM::Impl::anything_to_wait_for() const {
   });
 }
 // send_call() starts sending a call frame to the idle worker of `s`: what
-// the call socket takes now goes at once, the rest waits in `unsent` for
+// the call pipe takes now goes at once, the rest waits in `unsent` for
 // pump(). A worker found gone is lost (its task gets worker_lost).
 void ProcessVM::Impl::send_call(Slot& s, std::string frame) {
   s.unsent = std::move(frame);
@@ -183,7 +182,7 @@ void ProcessVM::Impl::send_call(Slot& s, std::string frame) {
 }
 
 // send_frame() queues one more frame for the busy worker of `s` (behind
-// what is still unsent) and sends what the socket takes now.
+// what is still unsent) and sends what the pipe takes now.
 void ProcessVM::Impl::send_frame(Slot& s, std::string frame) {
   if (s.has_unsent()) {
     s.unsent.append(frame);
@@ -194,12 +193,14 @@ void ProcessVM::Impl::send_frame(Slot& s, std::string frame) {
   if (!flush_unsent(s)) lose(s, "");
 }
 
-// flush_unsent() sends what the call socket of `s` takes without blocking;
-// returns false when the worker is gone (the socket is broken).
+// flush_unsent() sends what the call pipe of `s` takes without blocking;
+// returns false when the write fails.
 bool ProcessVM::Impl::flush_unsent(Slot& s) {
   while (s.has_unsent()) {
-    ssize_t n = ::send(s.calls, s.unsent.data() + s.unsent_from, s.unsent.size() - s.unsent_from,
-                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    // The call pipe is non-blocking on this side, and never without a
+    // reader (the spawner holds one), so a worker that is gone raises no
+    // SIGPIPE: its end shows on the result pipe and pidfd instead.
+    ssize_t n = ::write(s.calls, s.unsent.data() + s.unsent_from, s.unsent.size() - s.unsent_from);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
@@ -214,7 +215,7 @@ bool ProcessVM::Impl::flush_unsent(Slot& s) {
 }
 
 // pump() waits up to `timeout` (negative: without limit) for any worker to
-// have something, or for a call socket with unsent bytes to take more, and
+// have something, or for a call pipe with unsent bytes to take more, and
 // handles what it finds, in one poll.
 void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
   struct Watch {

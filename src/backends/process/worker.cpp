@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,7 +71,7 @@ bool parse(const char* spec, int& fd, int& results, long& parent) {
 // worker's end only once the tree is gone. All signals are blocked here
 // (Ctrl-C included); it only waits for SIGCHLD, SIGTERM and SIGHUP.
 [[noreturn]] void keep(pid_t worker, long parent, int calls) {
-  ::close(calls);  // a dead worker's call socket breaks at once
+  ::close(calls);  // calls are the worker's to read, not the keeper's
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   sigset_t wake;
   sigemptyset(&wake);
@@ -125,8 +124,9 @@ bool parse(const char* spec, int& fd, int& results, long& parent) {
 }
 
 // reap_orphans() reaps the task's children that ended and that it did not
-// wait for, once it has returned (never while it runs: a child it waits
-// for keeps its status). One waitpid when there are none.
+// wait for, once it has returned and its result is sent (never while it
+// runs: a child it waits for keeps its status). One waitpid when there are
+// none.
 void reap_orphans() {
   int st = 0;
   while (::waitpid(-1, &st, WNOHANG) > 0) {
@@ -134,12 +134,12 @@ void reap_orphans() {
 }
 
 // Link is the worker's end of its two streams: frames in from the call
-// socket, frames out on the result pipe.
+// pipe, frames out on the result pipe.
 struct Link {
   int calls = -1;
   int results = -1;
   FrameReader reader{};
-  bool closed = false;  // the spawner closed the socket, or is gone
+  bool closed = false;  // the spawner closed the call pipe, or is gone
 
   // next() is the next frame from the spawner, or nullopt once it closed.
   std::optional<Frame> next() {
@@ -164,7 +164,7 @@ struct Link {
 
 // WorkerChannel is the running task's channel (remote/channel.hpp): posts
 // are post frames on the result pipe, in order before the result; receive()
-// reads the call socket for the spawner's deliver frames to this task.
+// reads the call pipe for the spawner's deliver frames to this task.
 class WorkerChannel final : public TaskChannel {
  public:
   WorkerChannel(Link& link, std::uint64_t task, HostId host) : TaskChannel(std::move(host), TaskId(task)), link_(link) {}
@@ -201,7 +201,7 @@ class WorkerChannel final : public TaskChannel {
 }  // namespace
 
 void serve_as_worker(const char* spec) {
-  int fd = -1;       // calls from the spawner (a socket)
+  int fd = -1;       // calls from the spawner (a pipe)
   int results = -1;  // hello and results to the spawner (a pipe)
   long parent = 0;
   if (!parse(spec, fd, results, parent)) {
@@ -215,7 +215,7 @@ void serve_as_worker(const char* spec) {
                std::to_string(parent) + " (which may have ended): unset " + worker_env);
   }
   ::unsetenv(worker_env);
-  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the call socket is not open");
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the call pipe is not open");
   if (::fcntl(results, F_SETFD, FD_CLOEXEC) != 0) die(2, "the result pipe is not open");
   // Split into a keeper (this process, the spawner's child: a subreaper
   // that ends the task's process tree when the worker ends, see keep()) and
@@ -252,7 +252,7 @@ void serve_as_worker(const char* spec) {
   for (;;) {
     std::optional<Frame> frame = link.next();
     if (!frame) {
-      // The spawner closed the socket (finalize) or is gone.
+      // The spawner closed the call pipe (finalize) or is gone.
       std::fflush(nullptr);
       std::_Exit(0);
     }
@@ -269,7 +269,6 @@ void serve_as_worker(const char* spec) {
     }
     WorkerChannel channel(link, task, HostId(host.empty() ? machine : host));
     Message result = execute(call, channel);
-    reap_orphans();
     flush_output();
     std::string reply;
     try {
@@ -282,6 +281,9 @@ void serve_as_worker(const char* spec) {
       reply = encode_frame(FrameKind::result, encode_result(task, result));
     }
     if (!posix::write_all(results, reply, false)) std::_Exit(0);
+    // After the result, not before: the spawner takes it in and prepares
+    // the next call meanwhile (a system call less on the way of each task).
+    reap_orphans();
   }
 }
 

@@ -7,18 +7,19 @@
 namespace coop::detail {
 
 // worker_env names the environment variable that marks a worker process. Its
-// value is "<fd>:<fd>:<pid>": the worker's end of the call socket (calls
+// value is "<fd>:<fd>:<pid>": the read end of the worker's call pipe (calls
 // come in), the write end of its result pipe (hello and results go out), and
-// the pid of the spawner. Results travel on a pipe because the spawner's read
-// of a socket also wakes the worker waiting on the other end, for nothing.
+// the pid of the spawner. Both are pipes: a Unix socket's read also wakes
+// the writer waiting on the other end, for nothing, and its writes cost more
+// per call (measured with bench/process).
 // coop::init() removes it, so a worker's own children (and ProcessVMs made
 // by its tasks) are ordinary processes.
 inline constexpr const char* worker_env = "COS_WORKER";
 
-// serve_as_worker() runs the worker loop on the call socket and result pipe
-// named by `spec` (the value of worker_env): say hello on the pipe, then read
-// a call from the socket, run it, send its result on the pipe, until the
-// spawner closes the socket. Never returns: the
+// serve_as_worker() runs the worker loop on the call and result pipes
+// named by `spec` (the value of worker_env): say hello on the result pipe,
+// then read a call from the call pipe, run it, send its result, until the
+// spawner closes the call pipe. Never returns: the
 // process exits (status 0 on a clean shutdown).
 [[noreturn]] void serve_as_worker(const char* spec);
 
