@@ -21,11 +21,10 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from proc_table import left_after, processes_with  # noqa: E402
+from harness import left_after, processes_with, run_case  # noqa: E402
 
 HANG = None
 COS = None
@@ -295,16 +294,8 @@ def main():
             print(f"FAILED: {name} needs --cos (the cos tool was not built)", file=sys.stderr)
             failed += 1
             continue
-        with tempfile.TemporaryDirectory(prefix="cos-mpi-test-") as tmp:
-            os.chdir(tmp)
-            try:
-                CASES[name]()
-                print(f"ok: {name}")
-            except Exception as e:  # noqa: BLE001 - any error fails the case, with its message
-                failed += 1
-                print(f"FAILED: {name}: {e}", file=sys.stderr)
-            finally:
-                os.chdir("/")
+        if not run_case(name, CASES[name], "cos-mpi-test-"):
+            failed += 1
     return 1 if failed else 0
 
 

@@ -1,8 +1,27 @@
-"""proc_table: what the process table holds, for the tests that check that
-no process is left behind (cos_tool_test.py, mpi/mpi_job_test.py)."""
+"""harness: what the Python test scripts (cos_tool_test.py,
+mpi/mpi_job_test.py) share: running a case in a fresh directory, and what
+the process table holds, for the checks that no process is left behind."""
 
 import os
+import sys
+import tempfile
 import time
+
+
+def run_case(name, case, prefix):
+    """Runs `case` in a fresh temporary directory; True when it passed (a
+    line says so on stdout, or why not on stderr)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        os.chdir(tmp)
+        try:
+            case()
+            print(f"ok: {name}")
+            return True
+        except Exception as e:  # noqa: BLE001 - any error fails the case, with its message
+            print(f"FAILED: {name}: {e}", file=sys.stderr)
+            return False
+        finally:
+            os.chdir("/")
 
 
 def processes_with(marker):
