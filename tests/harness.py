@@ -8,6 +8,16 @@ import tempfile
 import time
 
 
+class Failure(Exception):
+    """A check of a case that did not hold."""
+
+
+def check(cond, what, *context):
+    """Fails the case with `what` (and each of `context` on a line) unless `cond`."""
+    if not cond:
+        raise Failure(what + "".join("\n  " + str(c) for c in context))
+
+
 def run_case(name, case, prefix):
     """Runs `case` in a fresh temporary directory; True when it passed (a
     line says so on stdout, or why not on stderr)."""

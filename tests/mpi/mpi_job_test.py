@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import left_after, processes_with, run_case  # noqa: E402
+from harness import Failure, check, left_after, processes_with, run_case  # noqa: E402
 
 HANG = None
 COS = None
@@ -35,15 +35,6 @@ MPIRUN = ["mpirun", "--oversubscribe"]
 def case(fn):
     CASES[fn.__name__] = fn
     return fn
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what, *context):
-    if not cond:
-        raise Failure(what + "".join("\n  " + str(c) for c in context))
 
 
 def env():
