@@ -42,6 +42,11 @@ ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host) {
     }
   }
   devnull = detail::process::open_devnull();
+  epoll = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll < 0) {
+    posix::close_fd(devnull);
+    throw Error(posix::errno_text("coop::ProcessVM: epoll_create1"));
+  }
   for (const auto& [name, count] : slots_per_host) {
     hosts.emplace_back(name);
     for (int i = 0; i < count; ++i) {
@@ -58,11 +63,13 @@ ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host) {
   } catch (...) {
     shutdown();
     posix::close_fd(devnull);
+    posix::close_fd(epoll);
     throw;
   }
   if (!startup_error.empty()) {
     shutdown();
     posix::close_fd(devnull);
+    posix::close_fd(epoll);
     throw Error("coop::ProcessVM: " + startup_error);
   }
   constructing = false;
@@ -71,6 +78,7 @@ ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host) {
 ProcessVM::Impl::~Impl() {
   shutdown();
   posix::close_fd(devnull);
+  posix::close_fd(epoll);
 }
 
 Slot* ProcessVM::Impl::busy_with(std::uint64_t task) {

@@ -150,6 +150,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
     s.call_reader = child_calls;
     s.pid = pid;
     s.pidfd = posix::open_pidfd(pid);
+    watch(s);
     return;
   }
   pid_t parent = ::getpid();
@@ -218,6 +219,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
   }
   s.pid = pid;
   s.pidfd = posix::open_pidfd(pid);
+  watch(s);
 }
 
 // reap() ends the worker of `s` (if it still runs) with every process below
@@ -245,12 +247,13 @@ std::string ProcessVM::Impl::reap(Slot& s, std::chrono::milliseconds grace) {
   }
   s.pid = -1;
   s.worker = -1;
-  close_fd(s.calls);
+  close_watched(s.calls);
+  s.calls_watched = false;
   close_fd(s.call_reader);
-  close_fd(s.results);
-  close_fd(s.out);
-  close_fd(s.err);
-  close_fd(s.pidfd);
+  close_watched(s.results);
+  close_watched(s.out);
+  close_watched(s.err);
+  close_watched(s.pidfd);
   s.reader = FrameReader{};
   s.unsent.clear();
   s.unsent_from = 0;
@@ -372,7 +375,8 @@ void ProcessVM::Impl::shutdown() {
   for (Slot& s : slots) {
     if (s.pid <= 0) continue;
     if (s.state == State::idle && s.calls >= 0) {
-      close_fd(s.calls);  // the worker reads the end of its calls and exits
+      close_watched(s.calls);  // the worker reads the end of its calls and exits
+      s.calls_watched = false;
       leaving.push_back(&s);
     } else {
       posix::kill_tree(s.pid, true);
