@@ -31,7 +31,7 @@ namespace coop {
 struct DispatchOptions {
   bool remote = true;                  // run jobs on the VM's slots (locally without a VM)
   std::optional<bool> keep_results{};  // return the values in job order (default: when there is no collector)
-  int max_in_flight = 0;               // 0: one per slot of the VM (one at a time without a VM)
+  int max_in_flight = 0;               // 0: one per slot of the VM and what it can queue (VM::queue_capacity), one at a time without a VM
   bool progress = false;               // a coop::ProgressBar on stderr, when it is a terminal
   Spawn spawn{};                       // options of every job's spawn (host, priority, timeout, retries)
   // journal: a file where each job that succeeds is recorded (its index, a

@@ -1,6 +1,7 @@
 // process_vm.hpp: ProcessVM, slots that are worker processes of this program.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,6 +12,21 @@
 #include <cos/vm.hpp>
 
 namespace coop {
+
+// ProcessOptions tune a ProcessVM.
+struct ProcessOptions {
+  // queue: calls a busy worker may hold behind the one it runs (VM::queue),
+  // so that it starts the next one without waiting a round trip to the
+  // spawner; 0 turns pipelining off. The scheduler queues only when more
+  // remote tasks wait than slots are free.
+  int queue = 2;
+  // queue_under: pipelining applies only while the VM's recent tasks took
+  // less than this (a moving average of their run times): for short tasks
+  // the round trip is what costs, while a call queued behind a long task
+  // would wait for it even if another worker became free meanwhile (a
+  // worker takes a queued call back only between its tasks).
+  std::chrono::nanoseconds queue_under = std::chrono::milliseconds(1);
+};
 
 // ProcessVM runs remote tasks in worker processes of this same program, one
 // task per worker at a time. Workers are started by fork + exec of the
@@ -70,12 +86,12 @@ class COS_API ProcessVM final : public VM {
   // n <= 0, when a worker cannot start, or when one does not reach
   // coop::init (the program's main must call it first) within 10 s (the
   // environment variable COS_WORKER_START_TIMEOUT sets other seconds).
-  explicit ProcessVM(int n);
+  explicit ProcessVM(int n, ProcessOptions options = {});
   // ProcessVM(slots_per_host) starts count workers for each named host, so
   // one machine can stand in for several (host-bound spawns, tests). Blocks
   // as ProcessVM(n) does. Throws coop::Error for an empty map, an empty name
   // or a count <= 0.
-  explicit ProcessVM(std::map<std::string, int> slots_per_host);
+  explicit ProcessVM(std::map<std::string, int> slots_per_host, ProcessOptions options = {});
   // The destructor finalizes (and blocks as finalize() does).
   ~ProcessVM() override;
   ProcessVM(const ProcessVM&) = delete;
@@ -97,9 +113,25 @@ class COS_API ProcessVM final : public VM {
   // Throws coop::Error for an unknown host, a call larger than 256 MiB, or
   // after finalize().
   std::optional<TaskId> start(const Call& call, const std::optional<HostId>& host) override;
+  // queue() sends `call` to a busy worker (of `host`, if given) that holds
+  // fewer than ProcessOptions::queue calls behind its task, the one with the
+  // fewest, and returns the task's id, or nullopt when none has room. The
+  // worker sends `started` with the previous result when it begins the
+  // call; withdraw() sends it a request to drop the call, answered with
+  // `withdrawn` (or, when it had begun, by nothing more than `started`).
+  // When the worker is lost, or killed by a cancel or timeout, its queued
+  // calls are withdrawn; cancel() of a queued call withdraws it and ends it
+  // with `exit` (and kills the worker only if it had begun). A worker takes
+  // withdraws in between its tasks, so the answer comes when the running
+  // task ends. Throws as start() does.
+  std::optional<TaskId> queue(const Call& call, const std::optional<HostId>& host) override;
+  void withdraw(const TaskId& task) override;
+  int queue_capacity() const override;
+  int queue_room() const override;
+  std::vector<HostId> hosts_with_queue_room() const override;
   // receive() blocks the thread up to `timeout` for the next message,
-  // polling every worker at once (it never spins): `result`, `exit` or
-  // `worker_lost`.
+  // polling every worker at once (it never spins): `result`, `exit`,
+  // `worker_lost`, and for queued calls `started` and `withdrawn`.
   // Zero only polls. A negative timeout waits until a message arrives, but
   // returns nullopt at once when no task runs and no worker is starting
   // (nothing could arrive). It also returns nullopt early when a replacement

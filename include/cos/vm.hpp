@@ -37,6 +37,10 @@ struct Message {
     post,         // the running task sent `payload` to the spawner (remote objects,
                   // spawner calls); frees nothing. A task's posts arrive in the
                   // order sent, and before its ending message.
+    withdrawn,    // a queued call (VM::queue) was taken back before it began: it
+                  // never ran and has no other message; the caller may start it
+                  // again. Comes after withdraw(), and for each call queued on a
+                  // slot whose worker was lost or killed (a cancel, a timeout).
   };
   // How a `result` ended, so that the layers above never match strings.
   enum class Failure : std::uint8_t {
@@ -126,6 +130,31 @@ class COS_API VM {
   // never started) are dropped silently: the task's ending message, or its
   // absence, tells the caller why.
   virtual void send(const TaskId& task, std::string payload) = 0;
+  // Queues (pipelining). A backend may let a busy slot hold calls that start
+  // when its running task ends, so that the slot does not wait a round trip
+  // for its next call. queue_capacity() is how many calls it can hold so in
+  // all (0, the default: it queues none), queue_room() how many more it would
+  // take now, hosts_with_queue_room() the hosts that have room. Never block.
+  virtual int queue_capacity() const { return 0; }
+  virtual int queue_room() const { return 0; }
+  virtual std::vector<HostId> hosts_with_queue_room() const { return {}; }
+  // queue() puts `call` behind the running task of a busy slot (of `host`,
+  // if given) and returns its TaskId, or nullopt when no such slot has room.
+  // A queued call is not running: a `started` message (required here) says
+  // when it begins, and comes before its ending message; until then,
+  // withdraw() may take it back, and a `withdrawn` message then says that it
+  // never ran. A call queued on a slot that is lost or killed before it
+  // begins is withdrawn too. cancel() of a queued call ends it with an
+  // `exit` message (without running it where the backend can tell in time).
+  // send() to a queued call: dropped (it is not running yet).
+  virtual std::optional<TaskId> queue(const Call& call, const std::optional<HostId>& host) {
+    (void)call, (void)host;
+    return std::nullopt;
+  }
+  // withdraw() asks for a queued call back; it may have begun already (its
+  // `started` message is on its way), and then runs as if never asked. Does
+  // nothing for a task that is not queued.
+  virtual void withdraw(const TaskId& task) { (void)task; }
   // finalize() stops every slot; messages not yet received are dropped.
   // Idempotent; afterwards slots() is 0 and start() throws. The scheduler
   // calls it when it ends.

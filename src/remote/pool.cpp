@@ -107,6 +107,7 @@ TaskRef RemotePool::spawn(const Spawn& opt, Call&& call, DecodeFn decode, std::s
   }
   if (!started) {
     enqueue(rec);
+    make_room_for(rec);
     if (opt.block) {
       job.spawner = engine_.running();
       engine_.park();
@@ -136,11 +137,63 @@ bool RemotePool::start_on_vm(TaskRecord* rec) {
   return true;
 }
 
-void RemotePool::enqueue(TaskRecord* rec) {
+// queue_on_vm() queues a task behind a busy slot's running task (VM::queue):
+// it counts as on the VM (its blocking spawner goes on), but its timeout
+// counts from its `started` message.
+bool RemotePool::queue_on_vm(TaskRecord* rec) {
+  RemoteTask& job = task_of(rec);
+  std::optional<TaskId> id = vm_->queue(job.call, job.bound_host);
+  if (!id) return false;
+  ++job.attempts;
+  job.task_id = id;
+  job.host = vm_->host_of(*id);
+  job.vm_queued = true;
+  running_.emplace(*id, rec);
+  vm_queued_.emplace(std::pair{job.queue_key, rec->tid}, rec);
+  if (job.spawner) engine_.unpark(std::exchange(job.spawner, nullptr));
+  return true;
+}
+
+void RemotePool::forget_vm_queued(TaskRecord* rec) {
+  RemoteTask& job = task_of(rec);
+  if (!job.vm_queued) return;
+  vm_queued_.erase(std::pair{job.queue_key, rec->tid});
+  job.vm_queued = false;
+  job.withdrawing = false;
+}
+
+// make_room_for() keeps priorities in charge of what starts when calls are
+// queued on the VM: a task that has to wait in the pool while worse ones
+// wait on slots it could use asks them back (they return through
+// on_withdrawn() and queue again, behind it).
+void RemotePool::make_room_for(TaskRecord* rec) {
+  RemoteTask& job = task_of(rec);
+  // In their queue order, so that they come back (and queue again) in it.
+  for (auto& [key, other_rec] : vm_queued_) {
+    RemoteTask& other = task_of(other_rec);
+    if (other.priority >= job.priority || other.withdrawing) continue;
+    if (job.bound_host && other.host != job.bound_host) continue;
+    other.withdrawing = true;
+    vm_->withdraw(*other.task_id);
+  }
+}
+
+// on_withdrawn(): a call queued on the VM came back unrun (asked back, or
+// its slot's worker was lost): it waits again in its old place.
+void RemotePool::on_withdrawn(TaskRecord* rec) {
+  RemoteTask& job = task_of(rec);
+  forget_vm_queued(rec);
+  --job.attempts;
+  job.task_id.reset();
+  job.host = job.bound_host;
+  enqueue(rec, true);
+}
+
+void RemotePool::enqueue(TaskRecord* rec, bool keep_key) {
   RemoteTask& job = task_of(rec);
   // A retried task goes ahead of everything else of its priority.
   std::uint64_t seq = job.attempts > 0 ? 0 : ++queue_seq_;
-  job.queue_key = {-job.priority, seq};
+  if (!keep_key) job.queue_key = {-job.priority, seq};
   Queue& q = job.bound_host ? host_queues_[*job.bound_host] : any_host_queue_;
   while (q.count(job.queue_key)) ++job.queue_key.second;
   q.emplace(job.queue_key, rec);
@@ -156,23 +209,36 @@ void RemotePool::dequeue(TaskRecord* rec) {
   --queued_;
 }
 
-// start_queued() gives free slots to queued spawns: first those bound to the
-// slot's host, then those that take any host, best priority first.
+// next_queued() is the queued spawn that a slot of one of `hosts` should
+// take: first those bound to such a host, then those that take any host,
+// best priority first.
+TaskRecord* RemotePool::next_queued(const std::vector<HostId>& hosts) const {
+  for (const HostId& h : hosts) {
+    auto it = host_queues_.find(h);
+    if (it != host_queues_.end() && !it->second.empty()) return it->second.begin()->second;
+  }
+  return any_host_queue_.empty() ? nullptr : any_host_queue_.begin()->second;
+}
+
+// start_queued() gives free slots to queued spawns, then queues more on the
+// VM's busy slots while it has room (pipelining); a remote object's server
+// is never queued so (calls reach it only while it runs).
 void RemotePool::start_queued() {
   while (queued_ > 0 && vm_->free_slots() > 0) {
-    TaskRecord* next = nullptr;
-    for (const HostId& h : vm_->hosts_with_free_slots()) {
-      auto it = host_queues_.find(h);
-      if (it != host_queues_.end() && !it->second.empty()) {
-        next = it->second.begin()->second;
-        break;
-      }
-    }
-    if (!next && !any_host_queue_.empty()) next = any_host_queue_.begin()->second;
+    TaskRecord* next = next_queued(vm_->hosts_with_free_slots());
     if (!next) return;
     dequeue(next);
     if (!start_on_vm(next)) {
-      enqueue(next);
+      enqueue(next, true);
+      return;
+    }
+  }
+  while (queued_ > 0 && vm_->queue_room() > 0) {
+    TaskRecord* next = next_queued(vm_->hosts_with_queue_room());
+    if (!next || task_of(next).object) return;
+    dequeue(next);
+    if (!queue_on_vm(next)) {
+      enqueue(next, true);
       return;
     }
   }
@@ -218,6 +284,18 @@ void RemotePool::on_message(Message&& m) {
   RemoteTask& job = task_of(rec);
   if (m.kind == Message::Kind::started) {
     job.timing.started = m.started;
+    if (job.vm_queued) {  // it begins now: its timeout counts from here
+      forget_vm_queued(rec);
+      if (job.timeout) {
+        engine_.add_timer(clock::now() + std::chrono::ceil<clock::duration>(*job.timeout), &on_timer, this, rec,
+                          static_cast<std::uint64_t>(job.attempts));
+      }
+    }
+    return;
+  }
+  if (m.kind == Message::Kind::withdrawn) {
+    running_.erase(it);
+    on_withdrawn(rec);
     return;
   }
   if (m.kind == Message::Kind::post) {
@@ -225,6 +303,7 @@ void RemotePool::on_message(Message&& m) {
     return;
   }
   running_.erase(it);
+  forget_vm_queued(rec);
   job.timing.received = clock::now();
   job.output += m.output;
   switch (m.kind) {
@@ -251,7 +330,10 @@ void RemotePool::on_message(Message&& m) {
       return;
     case Message::Kind::worker_lost:
       if (job.attempts <= job.retries) {
-        if (!start_on_vm(rec)) enqueue(rec);
+        if (!start_on_vm(rec)) {
+          enqueue(rec);
+          make_room_for(rec);
+        }
         return;
       }
       end(rec, std::make_exception_ptr(WorkerLost(
@@ -265,6 +347,7 @@ void RemotePool::on_message(Message&& m) {
       return;
     case Message::Kind::started:
     case Message::Kind::post:
+    case Message::Kind::withdrawn:
       return;
   }
 }
@@ -287,6 +370,7 @@ void RemotePool::end(TaskRecord* rec, std::exception_ptr error) {
 void RemotePool::abandon_running(TaskRecord* rec) {
   const TaskId id = *task_of(rec).task_id;
   running_.erase(id);
+  forget_vm_queued(rec);
   abandoned_.insert(id);
   vm_->cancel(id);
 }
@@ -295,7 +379,7 @@ void RemotePool::on_timer(void* self, TaskRecord* rec, Tid tid, std::uint64_t at
   // A timeout counts only if that very attempt still runs.
   if (rec->tid != tid || rec->state == State::finished) return;
   RemoteTask& job = task_of(rec);
-  if (job.ended || job.queued || static_cast<std::uint64_t>(job.attempts) != attempt) return;
+  if (job.ended || job.queued || job.vm_queued || static_cast<std::uint64_t>(job.attempts) != attempt) return;
   static_cast<RemotePool*>(self)->time_out(rec);
 }
 
@@ -328,11 +412,13 @@ void RemotePool::fail_all(std::exception_ptr error) {
   }
   running_.clear();
   abandoned_.clear();
+  vm_queued_.clear();
   any_host_queue_.clear();
   host_queues_.clear();
   queued_ = 0;
   for (TaskRecord* rec : recs) {
     task_of(rec).queued = false;
+    task_of(rec).vm_queued = false;
     end(rec, error);
   }
 }

@@ -54,7 +54,9 @@ struct RemoteTask final : External {
   int retries = 0;
   int attempts = 0;
   TaskRecord* spawner = nullptr;  // parked in a blocking spawn until this starts
-  bool queued = false;
+  bool queued = false;      // waits in the pool's queues
+  bool vm_queued = false;   // queued on a busy slot of the VM (VM::queue), not begun
+  bool withdrawing = false; // asked back from the VM (VM::withdraw) for a better task
   bool ended = false;
   std::pair<int, std::uint64_t> queue_key{};  // (-priority, FIFO sequence)
   std::shared_ptr<ObjectSink> object;          // set when this task serves a remote object
@@ -115,7 +117,12 @@ class RemotePool final : public EventSource {
   }
 
   bool start_on_vm(TaskRecord* rec);
-  void enqueue(TaskRecord* rec);
+  bool queue_on_vm(TaskRecord* rec);
+  TaskRecord* next_queued(const std::vector<HostId>& hosts) const;
+  void make_room_for(TaskRecord* rec);
+  void forget_vm_queued(TaskRecord* rec);
+  void on_withdrawn(TaskRecord* rec);
+  void enqueue(TaskRecord* rec, bool keep_key = false);
   void dequeue(TaskRecord* rec);
   void start_queued();
   void on_message(Message&& m);
@@ -138,6 +145,9 @@ class RemotePool final : public EventSource {
   std::uint64_t queue_seq_ = 0;
   std::size_t queued_ = 0;
   std::unordered_set<ObjectSink*> objects_;  // remote objects whose server has not ended
+  // Tasks queued on the VM's busy slots (pipelining), by their queue key:
+  // the last is the first to be asked back for a better one.
+  std::map<std::pair<QueueKey, Tid>, TaskRecord*> vm_queued_;
 };
 
 }  // namespace coop::detail

@@ -20,6 +20,10 @@ bool known_kind(std::uint32_t kind) {
     case FrameKind::result:
     case FrameKind::post:
     case FrameKind::deliver:
+    case FrameKind::queue:
+    case FrameKind::withdraw:
+    case FrameKind::started:
+    case FrameKind::withdrawn:
     case FrameKind::open:
     case FrameKind::opened:
     case FrameKind::cancel:
@@ -237,6 +241,20 @@ Message decode_report(std::string_view payload) {
   m.reason = r.bytes();
   r.done();
   return m;
+}
+
+std::string encode_started(std::uint64_t task, clock::time_point started) {
+  Writer w;
+  w.num(task);
+  w.num<std::int64_t>(ticks(started));
+  return w.take();
+}
+
+void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started) {
+  Reader r(payload, "started");
+  task = r.num<std::uint64_t>();
+  started = at(r.num<std::int64_t>());
+  r.done();
 }
 
 std::string encode_task(std::uint64_t task) {

@@ -24,6 +24,12 @@ enum class FrameKind : std::uint32_t {
   result = 3,  // worker -> spawner: the call's outcome (task id, result fields)
   post = 4,     // worker -> spawner: the running task posts bytes (task id, bytes)
   deliver = 5,  // spawner -> worker: bytes for the running task (task id, bytes)
+  // Pipelining (VM::queue): a worker may hold calls that start after the
+  // one it runs.
+  queue = 6,      // spawner -> worker: run this call after the ones before it (as `call`)
+  withdraw = 7,   // spawner -> worker: drop this queued call if it has not begun (task id)
+  started = 8,    // worker -> spawner: a queued call began (task id, start time)
+  withdrawn = 9,  // worker -> spawner: a queued call was dropped, never run (task id)
   // Between MpiVM's rank 0 and its serving ranks (src/backends/mpi/), one
   // frame per MPI message; `call` above carries the calls.
   open = 10,      // rank 0 -> rank: a session begins (payload: isolate, one byte)
@@ -98,7 +104,11 @@ void decode_result(std::string_view payload, std::uint64_t& task, Message& messa
 std::string encode_report(const Message& message);
 Message decode_report(std::string_view payload);
 
-// A task id alone (cancel).
+// started frames: a task id and when it began.
+std::string encode_started(std::uint64_t task, clock::time_point started);
+void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started);
+
+// A task id alone (cancel, withdraw, withdrawn).
 std::string encode_task(std::uint64_t task);
 std::uint64_t decode_task(std::string_view payload);
 

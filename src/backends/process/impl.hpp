@@ -71,7 +71,15 @@ struct Slot {
   // with something else).
   std::string unsent{};
   std::size_t unsent_from = 0;
-  std::uint64_t task = 0;  // while busy
+  std::uint64_t task = 0;  // while busy: the running task (0 between a result and the next queued call)
+  // Calls sent with `queue` frames that have not begun, in order: the slot
+  // stays busy while it holds any.
+  struct Queued {
+    std::uint64_t task = 0;
+    bool withdrawing = false;  // a withdraw frame went out
+    bool cancelled = false;    // cancel(): ends with `exit`, never runs
+  };
+  std::deque<Queued> queued{};
   std::string output{};    // what the running task wrote
   bool output_truncated = false;
   // Set by pump() while it handles this slot's result pipe: its output
@@ -135,6 +143,12 @@ struct ProcessVM::Impl {
   bool finalized = false;
   bool slot_freed = false;  // a replacement became ready (no message says so)
   std::chrono::nanoseconds start_timeout = detail::process::default_start_timeout;
+  int queue_depth = 0;
+  std::chrono::nanoseconds queue_under{};
+  // A moving average of the run time of recent tasks (none yet: unknown).
+  std::optional<clock::duration> typical_run{};
+  // queueing() says whether pipelining applies now (ProcessOptions::queue_under).
+  bool queueing() const { return queue_depth > 0 && typical_run && *typical_run < queue_under; }
   std::string startup_error;
   // pump() waits in epoll: a worker's descriptors are added once when it
   // starts (watch()) and removed before they are closed (close_watched()),
@@ -144,7 +158,7 @@ struct ProcessVM::Impl {
   int epoll = -1;
   std::vector<epoll_event> events;
 
-  explicit Impl(const std::map<std::string, int>& slots_per_host);
+  Impl(const std::map<std::string, int>& slots_per_host, const ProcessOptions& options);
   ~Impl();
 
   // workers.cpp: a slot's worker process, from fork to reaping.
@@ -173,6 +187,15 @@ struct ProcessVM::Impl {
   bool anything_to_wait_for() const;
 
   Slot* busy_with(std::uint64_t task);
+  std::optional<std::size_t> host_index(const std::optional<HostId>& host) const;
+  void kill_task(Slot& s);
+  // queue.cpp: calls that wait on a busy slot (pipelining).
+  std::optional<std::pair<Slot*, std::size_t>> queued_on(std::uint64_t task);
+  void withdraw_all(Slot& s);
+  void send_withdraw(Slot& s, std::uint64_t task);
+  bool on_started(Slot& s, std::uint64_t task, clock::time_point started);
+  void on_withdrawn(Slot& s, std::uint64_t task);
+  void settle(Slot& s);
 };
 
 }  // namespace coop

@@ -25,7 +25,7 @@ using detail::process::State;
 
 }  // namespace
 
-ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host) {
+ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host, const ProcessOptions& options) {
   if (std::getenv(detail::worker_env)) {
     throw Error(
         "coop::ProcessVM: this process was started as a cos worker, but its main did not call "
@@ -34,6 +34,12 @@ ProcessVM::Impl::Impl(const std::map<std::string, int>& slots_per_host) {
   detail::check_registry();
   start_timeout = detail::process::start_timeout_from_env();
   if (slots_per_host.empty()) throw Error("coop::ProcessVM: no hosts given (the map of slots per host is empty)");
+  if (options.queue < 0) {
+    throw Error("coop::ProcessVM: ProcessOptions::queue is " + std::to_string(options.queue) +
+                "; it must be 0 (no pipelining) or more");
+  }
+  queue_depth = options.queue;
+  queue_under = options.queue_under;
   for (const auto& [name, count] : slots_per_host) {
     if (name.empty()) throw Error("coop::ProcessVM: a host name is empty");
     if (count <= 0) {
@@ -88,15 +94,15 @@ Slot* ProcessVM::Impl::busy_with(std::uint64_t task) {
   return nullptr;
 }
 
-ProcessVM::ProcessVM(int n) : ProcessVM([n] {
+ProcessVM::ProcessVM(int n, ProcessOptions options) : ProcessVM([n] {
   if (n <= 0) {
     throw Error("coop::ProcessVM: " + std::to_string(n) + " slots; a ProcessVM needs at least 1");
   }
   return std::map<std::string, int>{{detail::this_host_name(), n}};
-}()) {}
+}(), options) {}
 
-ProcessVM::ProcessVM(std::map<std::string, int> slots_per_host)
-    : impl_(std::make_unique<Impl>(slots_per_host)) {}
+ProcessVM::ProcessVM(std::map<std::string, int> slots_per_host, ProcessOptions options)
+    : impl_(std::make_unique<Impl>(slots_per_host, options)) {}
 
 ProcessVM::~ProcessVM() = default;
 
@@ -125,19 +131,23 @@ std::vector<HostId> ProcessVM::hosts_with_free_slots() const {
   return out;
 }
 
+// host_index() is the index of `host` (nullopt for any host); throws
+// coop::Error for a host this VM does not have.
+std::optional<std::size_t> ProcessVM::Impl::host_index(const std::optional<HostId>& host) const {
+  if (!host) return std::nullopt;
+  auto it = std::find(hosts.begin(), hosts.end(), *host);
+  if (it == hosts.end()) {
+    std::vector<std::string> known;
+    for (const auto& h : hosts) known.push_back(h.name());
+    throw Error("coop::ProcessVM: unknown host '" + host->name() + "' (hosts: " + posix::join_names(known) + ")");
+  }
+  return static_cast<std::size_t>(it - hosts.begin());
+}
+
 std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<HostId>& host) {
   Impl& m = *impl_;
   if (m.finalized) throw Error("coop::ProcessVM: start() after finalize()");
-  std::optional<std::size_t> want;
-  if (host) {
-    auto it = std::find(m.hosts.begin(), m.hosts.end(), *host);
-    if (it == m.hosts.end()) {
-      std::vector<std::string> known;
-      for (const auto& h : m.hosts) known.push_back(h.name());
-      throw Error("coop::ProcessVM: unknown host '" + host->name() + "' (hosts: " + posix::join_names(known) + ")");
-    }
-    want = static_cast<std::size_t>(it - m.hosts.begin());
-  }
+  std::optional<std::size_t> want = m.host_index(host);
   // Round robin over the slots, so that work without a host spreads over hosts.
   Slot* slot = nullptr;
   for (std::size_t k = 0; k < m.slots.size(); ++k) {
@@ -198,21 +208,35 @@ HostId ProcessVM::host_of(const TaskId& task) const {
 void ProcessVM::cancel(const TaskId& task) {
   Impl& m = *impl_;
   if (m.finalized) return;
-  Slot* s = m.busy_with(task.value());
-  if (!s) return;
-  m.drain(*s, Source::out);
-  m.drain(*s, Source::err);
-  m.flush_partial_lines(*s);
-  m.reap(*s);
+  if (Slot* s = m.busy_with(task.value())) {
+    m.kill_task(*s);
+    return;
+  }
+  // A queued call: taken back without a kill, unless it begins meanwhile.
+  if (auto q = m.queued_on(task.value())) {
+    q->first->queued[q->second].cancelled = true;
+    m.send_withdraw(*q->first, task.value());
+  }
+}
+
+// kill_task() ends the running task of `s` with `exit` by killing its
+// worker (with the processes below it) and starting another; the calls
+// queued on it are withdrawn.
+void ProcessVM::Impl::kill_task(Slot& s) {
+  drain(s, Source::out);
+  drain(s, Source::err);
+  flush_partial_lines(s);
+  reap(s);
+  withdraw_all(s);
   Message msg;
   msg.kind = Message::Kind::exit;
-  msg.task = task;
-  msg.host = m.hosts[s->host];
+  msg.task = TaskId(s.task);
+  msg.host = hosts[s.host];
   msg.reason = "cancelled";
-  msg.output = std::move(s->output);
+  msg.output = std::move(s.output);
   msg.completed = clock::now();
-  s->pending = std::move(msg);
-  m.replace(*s);
+  s.pending = std::move(msg);
+  replace(s);
 }
 
 void ProcessVM::send(const TaskId& task, std::string payload) {

@@ -57,7 +57,7 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         std::uint64_t task = 0;
         Message m;
         detail::decode_result(f.payload, task, m);
-        if (s.state != State::busy || task != s.task) throw FrameError("coop: unexpected result frame");
+        if (s.state != State::busy || task == 0 || task != s.task) throw FrameError("coop: unexpected result frame");
         // The worker flushed its output before it sent the result: take it all in.
         if (!s.output_polled) {
           drain(s, Source::out);
@@ -65,21 +65,34 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         }
         m.kind = Message::Kind::result;
         m.task = TaskId(task);
+        {
+          clock::duration run = std::max(clock::duration(0), m.completed - m.started);
+          typical_run = typical_run ? (3 * *typical_run + run) / 4 : run;
+        }
         m.host = hosts[s.host];
         m.output = std::move(s.output);
         if (s.output_truncated) m.output += "\n[coop: output truncated]\n";
         s.output.clear();
         s.output_truncated = false;
-        s.state = State::idle;
         s.task = 0;
         ready.push_back(std::move(m));
+        settle(s);  // idle, unless calls are queued on it
         return true;
       }
+      case FrameKind::started: {
+        std::uint64_t task = 0;
+        clock::time_point started;
+        detail::decode_started(f.payload, task, started);
+        return on_started(s, task, started);
+      }
+      case FrameKind::withdrawn:
+        on_withdrawn(s, detail::decode_task(f.payload));
+        return true;
       case FrameKind::post: {
         std::uint64_t task = 0;
         Message m;
         detail::decode_task_bytes(f.payload, task, m.payload);
-        if (s.state != State::busy || task != s.task) throw FrameError("coop: unexpected post frame");
+        if (s.state != State::busy || task == 0 || task != s.task) throw FrameError("coop: unexpected post frame");
         m.kind = Message::Kind::post;
         m.task = TaskId(task);
         m.host = hosts[s.host];

@@ -1,20 +1,23 @@
 #include "backends/process/worker.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <stdio_ext.h>
+#include <deque>
 #include <iostream>
-#include <chrono>
 #include <string>
 
 #include <cos/remote.hpp>
@@ -155,37 +158,119 @@ void reap_orphans(const Message& result) {
 }
 
 // Link is the worker's end of its two streams: frames in from the call
-// pipe, frames out on the result pipe.
+// pipe, frames out on the result pipe. It also holds the calls queued
+// behind the running one (FrameKind::queue: the spawner pipelines calls
+// when more wait than slots are free) and the frames to send with the next
+// write, so that a result and the start of the next call cost one write.
 struct Link {
+  struct Queued {
+    std::uint64_t task = 0;
+    Call call;
+    std::string host;
+  };
   int calls = -1;
   int results = -1;
   FrameReader reader{};
   bool closed = false;  // the spawner closed the call pipe, or is gone
+  std::deque<Queued> queued;
+  std::string out;  // frames for the next write
 
-  // next() is the next frame from the spawner, or nullopt once it closed.
+  // next() is the next frame from the spawner, waiting for it, or nullopt
+  // once the spawner closed.
   std::optional<Frame> next() {
+    for (;;) {
+      if (auto frame = buffered()) return frame;
+      if (closed || !read_some()) return std::nullopt;
+    }
+  }
+
+  // take_available() reads, without waiting, what the spawner has sent by
+  // now; the main loop takes it in.
+  void take_available() {
+    pollfd p{calls, POLLIN, 0};
+    if (!closed && ::poll(&p, 1, 0) > 0) read_some();
+  }
+
+  // buffered() is the next frame already read, if any.
+  std::optional<Frame> buffered() {
+    try {
+      return reader.next();
+    } catch (const FrameError& e) {
+      die(70, e.what());
+    }
+  }
+
+  // absorb() takes a frame that is not for the running task: queued calls
+  // and withdraws. Deliver frames (for a task that is not running) are
+  // dropped, as vm.hpp says.
+  void absorb(Frame& frame) {
+    switch (frame.kind) {
+      case FrameKind::queue: {
+        Queued q;
+        decode(frame, q);
+        queued.push_back(std::move(q));
+        return;
+      }
+      case FrameKind::withdraw: {
+        std::uint64_t task = 0;
+        try {
+          task = decode_task(frame.payload);
+        } catch (const FrameError& e) {
+          die(70, e.what());
+        }
+        auto it = std::find_if(queued.begin(), queued.end(), [task](const Queued& q) { return q.task == task; });
+        // Not found: it began already (the spawner has its `started`).
+        if (it == queued.end()) return;
+        queued.erase(it);
+        out += encode_frame(FrameKind::withdrawn, encode_task(task));
+        return;
+      }
+      case FrameKind::deliver:
+        return;
+      default:
+        die(70, "unexpected frame of kind " + std::to_string(static_cast<unsigned>(frame.kind)) +
+                    " from the spawner");
+    }
+  }
+
+  static void decode(const Frame& frame, Queued& q) {
+    try {
+      decode_call(frame.payload, q.task, q.call, &q.host);
+    } catch (const FrameError& e) {
+      die(70, e.what());
+    }
+  }
+
+  // send() writes `frame` after what waits in `out`, in one write; false
+  // when the spawner is gone.
+  bool send(std::string frame = {}) {
+    out += frame;
+    if (out.empty()) return true;
+    bool ok = posix::write_all(results, out, false);
+    out.clear();
+    return ok;
+  }
+
+ private:
+  bool read_some() {
     static char buffer[1 << 16];
     for (;;) {
-      try {
-        if (auto frame = reader.next()) return frame;
-      } catch (const FrameError& e) {
-        die(70, e.what());
-      }
-      if (closed) return std::nullopt;
       ssize_t n = ::read(calls, buffer, sizeof buffer);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         closed = true;
-        return std::nullopt;
+        return false;
       }
       reader.feed(buffer, static_cast<std::size_t>(n));
+      return true;
     }
   }
 };
 
 // WorkerChannel is the running task's channel (remote/channel.hpp): posts
 // are post frames on the result pipe, in order before the result; receive()
-// reads the call pipe for the spawner's deliver frames to this task.
+// reads the call pipe for the spawner's deliver frames to this task (and
+// keeps the calls queued meanwhile).
 class WorkerChannel final : public TaskChannel {
  public:
   WorkerChannel(Link& link, std::uint64_t task, HostId host) : TaskChannel(std::move(host), TaskId(task)), link_(link) {}
@@ -197,12 +282,15 @@ class WorkerChannel final : public TaskChannel {
     } catch (const FrameError& e) {
       throw Error(std::string("coop: a message to the spawner is too large to send: ") + e.what());
     }
-    posix::write_all(link_.results, frame, false);  // a spawner that is gone loses it
+    link_.send(std::move(frame));  // a spawner that is gone loses it
   }
 
   std::optional<std::string> receive() override {
     while (std::optional<Frame> frame = link_.next()) {
-      if (frame->kind != FrameKind::deliver) die(70, "unexpected frame from the spawner while a task runs");
+      if (frame->kind != FrameKind::deliver) {
+        link_.absorb(*frame);
+        continue;
+      }
       std::uint64_t task = 0;
       std::string bytes;
       try {
@@ -269,40 +357,67 @@ void serve_as_worker(const char* spec) {
 
   if (!posix::write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
 
-  Link link{fd, results};
+  Link link;
+  link.calls = fd;
+  link.results = results;
   const std::string machine = this_host_name();
   for (;;) {
-    std::optional<Frame> frame = link.next();
-    if (!frame) {
-      // The spawner closed the call pipe (finalize) or is gone.
-      std::fflush(nullptr);
-      std::_Exit(0);
+    Link::Queued next;
+    // Frames already read are taken in first: a withdraw may be among them
+    // for a call queued before it. A `call` comes only to an idle worker.
+    std::optional<Frame> call;
+    while (auto frame = link.buffered()) {
+      if (frame->kind == FrameKind::call) {
+        call = std::move(frame);
+        break;
+      }
+      link.absorb(*frame);
     }
-    // Bytes for a task that has ended meanwhile are dropped (vm.hpp).
-    if (frame->kind == FrameKind::deliver) continue;
-    if (frame->kind != FrameKind::call) die(70, "unexpected frame from the spawner");
-    std::uint64_t task = 0;
-    Call call;
-    std::string host;
-    try {
-      decode_call(frame->payload, task, call, &host);
-    } catch (const FrameError& e) {
-      die(70, e.what());
+    const bool pipelined = !call && !link.queued.empty();
+    if (call) {
+      if (!link.queued.empty()) die(70, "a call from the spawner while calls are queued");
+      Link::decode(*call, next);
+    } else if (pipelined) {
+      // A queued call begins: the spawner learns it with the previous
+      // result, in the same write.
+      next = std::move(link.queued.front());
+      link.queued.pop_front();
+      if (!link.send(encode_frame(FrameKind::started, encode_started(next.task, clock::now())))) std::_Exit(0);
+    } else {
+      if (!link.send()) std::_Exit(0);  // withdrawn frames, if any
+      std::optional<Frame> frame = link.next();
+      if (!frame) {
+        // The spawner closed the call pipe (finalize) or is gone.
+        std::fflush(nullptr);
+        std::_Exit(0);
+      }
+      if (frame->kind != FrameKind::call) {
+        link.absorb(*frame);  // a queued call starts on the next turn
+        continue;
+      }
+      Link::decode(*frame, next);
     }
-    WorkerChannel channel(link, task, HostId(host.empty() ? machine : host));
-    Message result = execute(call, channel);
+    WorkerChannel channel(link, next.task, HostId(next.host.empty() ? machine : next.host));
+    Message result = execute(next.call, channel);
     flush_output();
     std::string reply;
     try {
-      reply = encode_frame(FrameKind::result, encode_result(task, result));
+      reply = encode_frame(FrameKind::result, encode_result(next.task, result));
     } catch (const FrameError& e) {
       result.ok = false;
       result.failure = Message::Failure::exception;
       result.error_type = "coop::Error";
-      result.payload = std::string("the result of ") + call.function + " is too large to send: " + e.what();
-      reply = encode_frame(FrameKind::result, encode_result(task, result));
+      result.payload = std::string("the result of ") + next.call.function + " is too large to send: " + e.what();
+      reply = encode_frame(FrameKind::result, encode_result(next.task, result));
     }
-    if (!posix::write_all(results, reply, false)) std::_Exit(0);
+    link.out += reply;
+    // Calls queued meanwhile, and withdraws of queued ones, before the
+    // result leaves: it then goes with the next call's `started`. Only
+    // while the spawner pipelines (this call was queued): otherwise the
+    // next call comes only after this result, and the look would cost a
+    // system call for nothing.
+    if (pipelined || !link.queued.empty()) link.take_available();
+    if (link.queued.empty() && !link.send()) std::_Exit(0);
     // After the result, not before: the spawner takes it in and prepares
     // the next call meanwhile (a system call less on the way of each task).
     reap_orphans(result);

@@ -324,6 +324,11 @@ void ProcessVM::Impl::lose(Slot& s, std::string why) {
                                    : why + " (worker " + std::to_string(pid) + " killed)";
   switch (s.state) {
     case State::busy: {
+      withdraw_all(s);
+      if (s.task == 0) {  // between a result and its next queued call
+        replace(s);
+        break;
+      }
       Message m;
       m.kind = Message::Kind::worker_lost;
       m.task = TaskId(s.task);
@@ -423,6 +428,7 @@ void ProcessVM::Impl::shutdown() {
     reap(s);
     s.state = State::down;
     s.pending.reset();
+    s.queued.clear();
   }
   ready.clear();
 }

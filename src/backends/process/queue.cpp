@@ -1,0 +1,171 @@
+// queue.cpp: ProcessVM's pipelining (VM::queue): calls sent ahead to busy
+// workers, their start, and taking them back. A worker runs its queued
+// calls in order and says `started` with the previous result; the spawner
+// keeps each queued call's id on its slot until then, so that a lost or
+// killed worker's queued calls come back as `withdrawn` (they never ran).
+#include <cos/process_vm.hpp>
+
+#include <algorithm>
+#include <utility>
+
+#include <cos/errors.hpp>
+
+#include "backends/process/impl.hpp"
+
+namespace coop {
+namespace {
+
+using detail::FrameError;
+using detail::FrameKind;
+using detail::process::Slot;
+using detail::process::State;
+
+}  // namespace
+
+std::optional<TaskId> ProcessVM::queue(const Call& call, const std::optional<HostId>& host) {
+  Impl& m = *impl_;
+  if (m.finalized) throw Error("coop::ProcessVM: queue() after finalize()");
+  std::optional<std::size_t> want = m.host_index(host);
+  if (!m.queueing()) return std::nullopt;
+  // The busy slot with the fewest queued calls, round robin among equals.
+  Slot* best = nullptr;
+  for (std::size_t k = 0; k < m.slots.size(); ++k) {
+    Slot& s = m.slots[(m.cursor + k) % m.slots.size()];
+    if (s.state != State::busy || s.queued.size() >= static_cast<std::size_t>(m.queue_depth)) continue;
+    if (want && s.host != *want) continue;
+    if (!best || s.queued.size() < best->queued.size()) best = &s;
+  }
+  if (!best) return std::nullopt;
+  std::uint64_t id = m.task_host.size() + 1;
+  std::string frame =
+      detail::encode_frame(FrameKind::queue, detail::encode_call(id, call, m.hosts[best->host].name()));
+  m.task_host.push_back(static_cast<std::uint32_t>(best->host));
+  best->queued.push_back(Slot::Queued{id});
+  m.send_frame(*best, std::move(frame));  // a worker found gone withdraws it (lose())
+  return TaskId(id);
+}
+
+void ProcessVM::withdraw(const TaskId& task) {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  if (auto q = m.queued_on(task.value())) m.send_withdraw(*q->first, task.value());
+}
+
+int ProcessVM::queue_capacity() const {
+  return impl_->queue_depth * slots();
+}
+
+int ProcessVM::queue_room() const {
+  const Impl& m = *impl_;
+  if (!m.queueing()) return 0;
+  int room = 0;
+  for (const Slot& s : m.slots) {
+    if (s.state == State::busy) room += m.queue_depth - static_cast<int>(std::min<std::size_t>(s.queued.size(), m.queue_depth));
+  }
+  return room;
+}
+
+std::vector<HostId> ProcessVM::hosts_with_queue_room() const {
+  const Impl& m = *impl_;
+  if (!m.queueing()) return {};
+  std::vector<bool> room(m.hosts.size(), false);
+  for (const Slot& s : m.slots) {
+    if (s.state == State::busy && s.queued.size() < static_cast<std::size_t>(m.queue_depth)) room[s.host] = true;
+  }
+  std::vector<HostId> out;
+  for (std::size_t i = 0; i < room.size(); ++i) {
+    if (room[i]) out.push_back(m.hosts[i]);
+  }
+  return out;
+}
+
+// queued_on() is the slot where `task` waits, and its place there.
+std::optional<std::pair<Slot*, std::size_t>> ProcessVM::Impl::queued_on(std::uint64_t task) {
+  for (Slot& s : slots) {
+    for (std::size_t i = 0; i < s.queued.size(); ++i) {
+      if (s.queued[i].task == task) return std::pair{&s, i};
+    }
+  }
+  return std::nullopt;
+}
+
+// send_withdraw() asks the worker of `s` to drop queued `task` (once).
+void ProcessVM::Impl::send_withdraw(Slot& s, std::uint64_t task) {
+  auto it = std::find_if(s.queued.begin(), s.queued.end(), [task](const Slot::Queued& q) { return q.task == task; });
+  if (it == s.queued.end() || it->withdrawing) return;
+  it->withdrawing = true;
+  send_frame(s, detail::encode_frame(FrameKind::withdraw, detail::encode_task(task)));  // may lose(s)
+}
+
+// withdraw_all() gives back every call queued on `s` (its worker is gone or
+// being killed): `withdrawn`, or `exit` for those cancelled.
+void ProcessVM::Impl::withdraw_all(Slot& s) {
+  for (const Slot::Queued& q : s.queued) {
+    Message m;
+    m.task = TaskId(q.task);
+    m.host = hosts[s.host];
+    if (q.cancelled) {
+      m.kind = Message::Kind::exit;
+      m.reason = "cancelled";
+      m.completed = clock::now();
+    } else {
+      m.kind = Message::Kind::withdrawn;
+    }
+    ready.push_back(std::move(m));
+  }
+  s.queued.clear();
+}
+
+// on_started() takes a worker's `started`: its next queued call began.
+// Returns false when that call had been cancelled meanwhile: the worker is
+// then killed (and replaced) as cancel() kills a running task.
+bool ProcessVM::Impl::on_started(Slot& s, std::uint64_t task, clock::time_point started) {
+  if (s.state != State::busy || s.task != 0 || s.queued.empty() || s.queued.front().task != task) {
+    throw FrameError("coop: unexpected started frame");
+  }
+  const bool cancelled = s.queued.front().cancelled;
+  s.queued.pop_front();
+  s.task = task;
+  s.output.clear();
+  s.output_truncated = false;
+  if (cancelled) {
+    kill_task(s);
+    return false;
+  }
+  Message m;
+  m.kind = Message::Kind::started;
+  m.task = TaskId(task);
+  m.host = hosts[s.host];
+  m.started = started;
+  ready.push_back(std::move(m));
+  return true;
+}
+
+// on_withdrawn() takes a worker's `withdrawn`: a queued call it dropped.
+void ProcessVM::Impl::on_withdrawn(Slot& s, std::uint64_t task) {
+  auto it = std::find_if(s.queued.begin(), s.queued.end(), [task](const Slot::Queued& q) { return q.task == task; });
+  if (s.state != State::busy || it == s.queued.end() || !it->withdrawing) {
+    throw FrameError("coop: unexpected withdrawn frame");
+  }
+  Message m;
+  m.task = TaskId(task);
+  m.host = hosts[s.host];
+  if (it->cancelled) {
+    m.kind = Message::Kind::exit;
+    m.reason = "cancelled";
+    m.completed = clock::now();
+  } else {
+    m.kind = Message::Kind::withdrawn;
+  }
+  s.queued.erase(it);
+  ready.push_back(std::move(m));
+  settle(s);
+}
+
+// settle() frees a busy slot that has nothing left: no running task, no
+// queued call.
+void ProcessVM::Impl::settle(Slot& s) {
+  if (s.state == State::busy && s.task == 0 && s.queued.empty()) s.state = State::idle;
+}
+
+}  // namespace coop
