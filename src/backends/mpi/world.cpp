@@ -24,9 +24,11 @@
 namespace coop::detail::mpi {
 namespace {
 
-// Every frame of cos travels with this tag on its own communicator.
-constexpr int frame_tag = 7;
+// A frame is one MPI message on cos's own communicator: its kind is the
+// message's tag and its payload the message's bytes (MPI keeps the bounds),
+// so neither side copies bytes to add or strip a frame header.
 MPI_Comm cos_comm = MPI_COMM_NULL;
+constexpr int first_kind = static_cast<int>(FrameKind::hello), last_kind = static_cast<int>(FrameKind::stop);
 
 struct PendingSend {
   MPI_Request request = MPI_REQUEST_NULL;
@@ -124,13 +126,19 @@ World& world() {
   return w;
 }
 
-void send(int dest, FrameKind kind, std::string_view payload) {
+void send(int dest, FrameKind kind, std::string payload) {
+  if (payload.size() > max_frame_payload) {
+    throw FrameError("coop::MpiVM: a message of " + std::to_string(payload.size()) +
+                     " bytes is larger than the limit of " + std::to_string(max_frame_payload) + " bytes between ranks");
+  }
   auto& list = sends();
-  list.push_back(PendingSend{MPI_REQUEST_NULL, encode_frame(kind, payload)});
+  list.push_back(PendingSend{MPI_REQUEST_NULL, std::move(payload)});
   PendingSend& p = list.back();
-  check(MPI_Isend(p.bytes.data(), static_cast<int>(p.bytes.size()), MPI_BYTE, dest, frame_tag, cos_comm, &p.request),
+  check(MPI_Isend(p.bytes.data(), static_cast<int>(p.bytes.size()), MPI_BYTE, dest, static_cast<int>(kind), cos_comm,
+                  &p.request),
         "MPI_Isend");
-  progress();
+  // Not completed here: a small frame leaves at once (eager), and the next
+  // poll, which comes while this process waits anyway, frees the request.
   ring(dest);  // if it naps on its doorbell
 }
 
@@ -152,7 +160,7 @@ bool frame_arrived() {
   for (int i = 0; i < 2; ++i) {
     int flag = 0;
     MPI_Status status;
-    check(MPI_Iprobe(MPI_ANY_SOURCE, frame_tag, cos_comm, &flag, &status), "MPI_Iprobe");
+    check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cos_comm, &flag, &status), "MPI_Iprobe");
     if (flag) return true;
   }
   return false;
@@ -165,20 +173,18 @@ std::optional<Incoming> poll(int source) {
   MPI_Message message;
   // A matched probe: the receive takes the very message probed, without
   // matching it again.
-  check(MPI_Improbe(source < 0 ? MPI_ANY_SOURCE : source, frame_tag, cos_comm, &flag, &message, &status),
+  check(MPI_Improbe(source < 0 ? MPI_ANY_SOURCE : source, MPI_ANY_TAG, cos_comm, &flag, &message, &status),
         "MPI_Improbe");
   if (!flag) return std::nullopt;
   int count = 0;
   check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-  std::string bytes(static_cast<std::size_t>(count), '\0');
-  check(MPI_Mrecv(bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
-  FrameReader reader;
-  reader.feed(bytes.data(), bytes.size());
-  auto f = reader.next();
-  if (!f || reader.buffered() != 0) {
-    throw FrameError("coop::MpiVM: a message from rank " + std::to_string(status.MPI_SOURCE) + " is not one frame");
+  Incoming in{status.MPI_SOURCE, Frame{static_cast<FrameKind>(status.MPI_TAG), std::string(static_cast<std::size_t>(count), '\0')}};
+  check(MPI_Mrecv(in.frame.payload.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
+  if (status.MPI_TAG < first_kind || status.MPI_TAG > last_kind) {
+    throw FrameError("coop::MpiVM: a message from rank " + std::to_string(status.MPI_SOURCE) + " has tag " +
+                     std::to_string(status.MPI_TAG) + ", which is no kind of frame");
   }
-  return Incoming{status.MPI_SOURCE, std::move(*f)};
+  return in;
 }
 
 void finish_sends() {

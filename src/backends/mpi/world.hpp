@@ -55,18 +55,20 @@ struct Incoming {
   Frame frame;
 };
 
-// send() sends one frame to `dest` without blocking (MPI_Isend; the bytes
-// are kept until MPI is done with them). progress() completes earlier sends
-// (MPI_Test); it is called by every poll. pending_sends() counts those not
-// done yet.
-void send(int dest, FrameKind kind, std::string_view payload);
+// send() sends one frame to `dest` without blocking (MPI_Isend of the
+// payload, tagged with the kind; the bytes are kept until MPI is done with
+// them); throws FrameError for a payload over max_frame_payload.
+// progress() completes earlier sends (MPI_Test); every poll calls it.
+// pending_sends() counts those not done yet.
+void send(int dest, FrameKind kind, std::string payload);
 void progress();
 std::size_t pending_sends();
 // finish_sends() waits (backing off, not spinning) until every send is done.
 void finish_sends();
 // poll() returns a frame from any rank (or from `source`), or nullopt at
-// once when none has arrived (MPI_Iprobe, then MPI_Recv of its size).
-// Throws FrameError for bytes that are not one frame.
+// once when none has arrived (MPI_Improbe, then MPI_Mrecv of its size
+// straight into the frame's payload). Throws FrameError for a message whose
+// tag is no frame kind.
 std::optional<Incoming> poll(int source = -1);
 // frame_arrived() says whether a frame from any rank waits to be taken
 // (MPI_Iprobe), for a Backoff about to nap.
