@@ -8,7 +8,6 @@
 // while between MPI polls. A running task's posts go to rank 0 as report
 // frames of kind `post`; rank 0's deliver frames reach the task (through
 // the worker's ProcessVM, or the rank's own InlineChannel).
-#include <mpi.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -262,12 +261,7 @@ void serve_rank() {
     status = 1;
   }
   finish_sends();
-  world().finalized = true;
-  if (status == 0) {
-    MPI_Finalize();
-  } else {
-    MPI_Abort(MPI_COMM_WORLD, status);
-  }
+  end_job(status);
   std::fflush(nullptr);
   std::exit(status);
 }

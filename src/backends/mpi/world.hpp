@@ -1,6 +1,6 @@
 // world.hpp: what the MPI backend knows of its job, and the one place that
 // moves frames over MPI (both rank 0's MpiVM and the serving ranks use it).
-// Only src/backends/mpi/ includes mpi.h; this header does not.
+// No MPI here: the MPI calls are libcos_mpi.so's (library.hpp).
 #pragma once
 
 #include <chrono>
@@ -73,6 +73,10 @@ std::optional<Incoming> poll(int source = -1);
 // frame_arrived() says whether a frame from any rank waits to be taken
 // (MPI_Iprobe), for a Backoff about to nap.
 bool frame_arrived();
+
+// end_job() ends this process's part in the job once (status 0:
+// MPI_Finalize; else MPI_Abort of the whole job with that status).
+void end_job(int status);
 
 // serve_rank() is the loop of ranks 1..n-1 (serve.cpp): it runs the
 // sessions that rank 0 opens until rank 0 says stop, finalizes MPI and
