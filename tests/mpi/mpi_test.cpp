@@ -94,7 +94,26 @@ double process_cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// mapped() says whether a file whose path contains `name` is mapped into
+// this process (a loaded shared library).
+bool mapped(const std::string& name) {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find(name) != std::string::npos) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+TEST_CASE("mpi outside mpirun: no MPI library is loaded, before or after an MpiVM is asked for", "[outside]") {
+  // Start-up as without MPI: libmpi and cos's MPI module load only under a launcher.
+  CHECK_FALSE(mapped("libmpi"));
+  CHECK_FALSE(mapped("libcos_mpi"));
+  CHECK_THROWS_AS(coop::MpiVM(), coop::Error);
+  CHECK_FALSE(mapped("libmpi"));
+  CHECK_FALSE(mapped("libcos_mpi"));
+}
 
 TEST_CASE("mpi outside mpirun: under_mpi is false and MpiVM says how to start it", "[outside]") {
   CHECK_FALSE(coop::under_mpi());
@@ -117,6 +136,8 @@ TEST_CASE("mpi with one rank: MpiVM is an error that says so", "[one-rank]") {
 
 TEST_CASE("mpi job: rank 0 runs the program and knows the host of every rank", "[mpi]") {
   CHECK(coop::under_mpi());
+  CHECK(mapped("libcos_mpi.so"));  // under the launcher coop::init loaded it, and libmpi with it
+  CHECK(mapped("libmpi"));
   CHECK(coop::mpi_rank() == 0);
   CHECK(coop::mpi_size() == 4);
   auto hosts = coop::mpi_rank_hosts();

@@ -8,7 +8,6 @@
 // while between MPI polls. A running task's posts go to rank 0 as report
 // frames of kind `post`; rank 0's deliver frames reach the task (through
 // the worker's ProcessVM, or the rank's own InlineChannel).
-#include <mpi.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -33,19 +32,13 @@ namespace {
 // While a worker runs a task, the rank waits in the ProcessVM's poll (the
 // result wakes it at once) and looks at MPI between waits, for a cancel or
 // the end of the session. For the first busy_spin_for of a task it only
-// polls, yielding the core to the worker (a short task's result is
-// microseconds away and a wake-up costs more); then it waits busy_wait at
-// a time: a cancel is seen within that, and a long task costs the rank 200
+// polls, and yields the core to the worker after each poll that found
+// nothing (a short task's result is microseconds away, often there at the
+// first poll, and a wake-up costs more); then it waits busy_wait at a
+// time: a cancel is seen within that, and a long task costs the rank 200
 // wake-ups a second (each would take the core from the worker for a moment).
 constexpr auto busy_spin_for = 30us;
 constexpr auto busy_wait = 5ms;
-std::chrono::nanoseconds busy_poll(clock::time_point since) {
-  if (clock::now() - since < busy_spin_for) {
-    ::sched_yield();
-    return 0ns;
-  }
-  return busy_wait;
-}
 
 class Rank {
  public:
@@ -54,9 +47,12 @@ class Rank {
     Backoff idle(true, frame_arrived);
     for (;;) {
       if (busy_ && vm_) {
-        if (auto m = vm_->receive(busy_poll(since_))) {
+        const bool spin = clock::now() - since_ < busy_spin_for;
+        if (auto m = vm_->receive(spin ? 0ns : std::chrono::nanoseconds(busy_wait))) {
           forward(std::move(*m));
           idle.reset();  // rank 0 answers a report within microseconds: spin first
+        } else if (spin) {
+          ::sched_yield();
         }
       }
       std::optional<Frame> f = take_held();
@@ -262,12 +258,7 @@ void serve_rank() {
     status = 1;
   }
   finish_sends();
-  world().finalized = true;
-  if (status == 0) {
-    MPI_Finalize();
-  } else {
-    MPI_Abort(MPI_COMM_WORLD, status);
-  }
+  end_job(status);
   std::fflush(nullptr);
   std::exit(status);
 }

@@ -1,10 +1,10 @@
 // world.cpp: the MPI job as cos sees it: finding the launcher without MPI,
 // initialising MPI from coop::init (ranks 1..n-1 serve from there, rank 0
 // returns and stops them at exit), the host of every rank, and frames sent
-// and received over MPI without ever blocking in MPI's progress loop.
+// and received over MPI without ever blocking in MPI's progress loop. The
+// MPI calls themselves are libcos_mpi.so's (library.hpp), loaded only here.
 #include "backends/mpi/world.hpp"
 
-#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <random>
 #include <cstring>
-#include <list>
 
 #include <cos/errors.hpp>
 #include <cos/mpi_vm.hpp>
@@ -20,22 +19,18 @@
 #include "backends/host_name.hpp"
 #include "backends/mpi/fork_server.hpp"
 #include "backends/mpi/hook.hpp"
+#include "backends/mpi/library.hpp"
 
 namespace coop::detail::mpi {
 namespace {
 
-// Every frame of cos travels with this tag on its own communicator.
-constexpr int frame_tag = 7;
-MPI_Comm cos_comm = MPI_COMM_NULL;
+// A frame is one MPI message on cos's own communicator: its kind is the
+// message's tag and its payload the message's bytes (MPI keeps the bounds),
+// so neither side copies bytes to add or strip a frame header.
+constexpr int first_kind = static_cast<int>(FrameKind::hello), last_kind = static_cast<int>(FrameKind::stop);
 
-struct PendingSend {
-  MPI_Request request = MPI_REQUEST_NULL;
-  std::string bytes;
-};
-std::list<PendingSend>& sends() {
-  static std::list<PendingSend> s;
-  return s;
-}
+// The module's table, once mpi_init_hook() has loaded it.
+const Library* lib = nullptr;
 
 // env_int() is the environment variable `name` as a non-negative number, or -1.
 int env_int(const char* name) {
@@ -48,34 +43,29 @@ int env_int(const char* name) {
 }
 
 void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING] = {};
-    int n = 0;
-    MPI_Error_string(rc, text, &n);
-    throw Error(std::string("coop::MpiVM: ") + what + " failed: " + text);
-  }
+  if (rc != library_ok) throw Error(std::string("coop::MpiVM: ") + what + " failed: " + lib->error_text(rc));
 }
 
 // The name of this rank's host: COS_HOST, or MPI_Get_processor_name.
 std::string own_host() {
   if (const char* h = std::getenv("COS_HOST"); h && *h) return h;
-  char name[MPI_MAX_PROCESSOR_NAME + 1] = {};
-  int n = 0;
-  if (MPI_Get_processor_name(name, &n) == MPI_SUCCESS && n > 0) return std::string(name, static_cast<std::size_t>(n));
-  return this_host_name();
+  std::string name = lib->processor_name();
+  return name.empty() ? this_host_name() : name;
 }
 
 // gather_hosts() gives rank 0 the host of every rank (a collective call,
-// made once by every rank in coop::init).
+// made once by every rank in coop::init). A host name is cut at
+// host_width - 1 bytes, as MPI_MAX_PROCESSOR_NAME cuts processor names.
+constexpr std::size_t host_width = 257;
 std::vector<std::string> gather_hosts(int rank, int size) {
   std::string mine = world().host;
-  char buf[MPI_MAX_PROCESSOR_NAME + 1] = {};
-  std::memcpy(buf, mine.data(), std::min<std::size_t>(mine.size(), MPI_MAX_PROCESSOR_NAME));
-  std::vector<char> all(rank == 0 ? static_cast<std::size_t>(size) * sizeof buf : 0);
-  check(MPI_Gather(buf, sizeof buf, MPI_CHAR, all.data(), sizeof buf, MPI_CHAR, 0, cos_comm), "MPI_Gather");
+  char buf[host_width] = {};
+  std::memcpy(buf, mine.data(), std::min<std::size_t>(mine.size(), host_width - 1));
+  std::vector<char> all;
+  check(lib->gather(buf, static_cast<int>(host_width), &all), "MPI_Gather");
   std::vector<std::string> hosts;
   if (rank == 0) {
-    for (int r = 0; r < size; ++r) hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * sizeof buf);
+    for (int r = 0; r < size; ++r) hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * host_width);
   }
   return hosts;
 }
@@ -88,7 +78,7 @@ std::string job_token(int rank) {
     std::random_device random;
     std::snprintf(token, sizeof token, "%d-%08x%08x", static_cast<int>(::getpid()), random(), random());
   }
-  check(MPI_Bcast(token, sizeof token, MPI_CHAR, 0, cos_comm), "MPI_Bcast");
+  check(lib->bcast(token, sizeof token), "MPI_Bcast");
   token[sizeof token - 1] = '\0';
   return token;
 }
@@ -124,61 +114,51 @@ World& world() {
   return w;
 }
 
-void send(int dest, FrameKind kind, std::string_view payload) {
-  auto& list = sends();
-  list.push_back(PendingSend{MPI_REQUEST_NULL, encode_frame(kind, payload)});
-  PendingSend& p = list.back();
-  check(MPI_Isend(p.bytes.data(), static_cast<int>(p.bytes.size()), MPI_BYTE, dest, frame_tag, cos_comm, &p.request),
-        "MPI_Isend");
-  progress();
+void send(int dest, FrameKind kind, std::string payload) {
+  if (payload.size() > max_frame_payload) {
+    throw FrameError("coop::MpiVM: a message of " + std::to_string(payload.size()) +
+                     " bytes is larger than the limit of " + std::to_string(max_frame_payload) + " bytes between ranks");
+  }
+  check(lib->isend(dest, static_cast<int>(kind), std::move(payload)), "MPI_Isend");
+  // Not completed here: a small frame leaves at once (eager), and the next
+  // poll, which comes while this process waits anyway, frees the request.
   ring(dest);  // if it naps on its doorbell
 }
 
-void progress() {
-  auto& list = sends();
-  for (auto it = list.begin(); it != list.end();) {
-    int done = 0;
-    check(MPI_Test(&it->request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    it = done ? list.erase(it) : std::next(it);
-  }
-}
+void progress() { check(lib->progress(), "MPI_Test"); }
 
-std::size_t pending_sends() { return sends().size(); }
+std::size_t pending_sends() { return lib->pending(); }
 
 bool frame_arrived() {
-  // Twice: Open MPI's MPI_Iprobe matches what has already been taken in and
-  // only then runs the progress engine (which takes in what has arrived
-  // since), so one call can miss a frame that is there.
-  for (int i = 0; i < 2; ++i) {
-    int flag = 0;
-    MPI_Status status;
-    check(MPI_Iprobe(MPI_ANY_SOURCE, frame_tag, cos_comm, &flag, &status), "MPI_Iprobe");
-    if (flag) return true;
-  }
-  return false;
+  bool arrived = false;
+  check(lib->probe(&arrived), "MPI_Iprobe");
+  return arrived;
 }
 
 std::optional<Incoming> poll(int source) {
-  if (!sends().empty()) progress();
-  int flag = 0;
-  MPI_Status status;
-  MPI_Message message;
-  // A matched probe: the receive takes the very message probed, without
-  // matching it again.
-  check(MPI_Improbe(source < 0 ? MPI_ANY_SOURCE : source, frame_tag, cos_comm, &flag, &message, &status),
-        "MPI_Improbe");
-  if (!flag) return std::nullopt;
-  int count = 0;
-  check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-  std::string bytes(static_cast<std::size_t>(count), '\0');
-  check(MPI_Mrecv(bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
-  FrameReader reader;
-  reader.feed(bytes.data(), bytes.size());
-  auto f = reader.next();
-  if (!f || reader.buffered() != 0) {
-    throw FrameError("coop::MpiVM: a message from rank " + std::to_string(status.MPI_SOURCE) + " is not one frame");
+  if (lib->pending() > 0) progress();
+  bool got = false;
+  int tag = 0;
+  Incoming in;
+  check(lib->take(source, &got, &in.source, &tag, &in.frame.payload), "MPI_Improbe or MPI_Mrecv");
+  if (!got) return std::nullopt;
+  if (tag < first_kind || tag > last_kind) {
+    throw FrameError("coop::MpiVM: a message from rank " + std::to_string(in.source) + " has tag " +
+                     std::to_string(tag) + ", which is no kind of frame");
   }
-  return Incoming{status.MPI_SOURCE, std::move(*f)};
+  in.frame.kind = static_cast<FrameKind>(tag);
+  return in;
+}
+
+void end_job(int status) {
+  World& w = world();
+  if (!w.initialised || w.finalized) return;
+  w.finalized = true;
+  if (status == 0) {
+    lib->finalize();
+  } else {
+    lib->abort(status);
+  }
 }
 
 void finish_sends() {
@@ -200,13 +180,10 @@ void stop_ranks() {
     finish_sends();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "coop::MpiVM: ending the job: %s\n", e.what());
-    w.finalized = true;
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    end_job(1);
     return;
   }
-  w.finalized = true;
-  MPI_Comm_free(&cos_comm);
-  MPI_Finalize();
+  end_job(0);
 }
 
 }  // namespace coop::detail::mpi
@@ -221,18 +198,17 @@ void mpi_init_hook() {
   Launcher l = launcher();
   World& w = world();
   if (!l.present || w.initialised) return;
+  // Loaded before the fork server starts: a module that cannot be loaded
+  // is an error on every rank, before any process is started.
+  lib = &mpi_library();
   if (l.rank > 0) start_fork_server();
-  int provided = 0;
-  check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
-  check(MPI_Comm_dup(MPI_COMM_WORLD, &cos_comm), "MPI_Comm_dup");
-  MPI_Comm_rank(cos_comm, &w.rank);
-  MPI_Comm_size(cos_comm, &w.size);
+  check(lib->init(&w.rank, &w.size), "MPI_Init_thread");
   w.initialised = true;
   w.host = own_host();
   w.hosts = gather_hosts(w.rank, w.size);
   std::string token = job_token(w.rank);
   open_doorbell(token, w.rank, w.size);
-  check(MPI_Barrier(cos_comm), "MPI_Barrier");  // every rank of this machine has the page
+  check(lib->barrier(), "MPI_Barrier");  // every rank of this machine has the page
   forget_doorbell_name(token);
   if (w.rank > 0) serve_rank();
   std::atexit([] { stop_ranks(); });

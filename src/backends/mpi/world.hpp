@@ -1,6 +1,6 @@
 // world.hpp: what the MPI backend knows of its job, and the one place that
 // moves frames over MPI (both rank 0's MpiVM and the serving ranks use it).
-// Only src/backends/mpi/ includes mpi.h; this header does not.
+// No MPI here: the MPI calls are libcos_mpi.so's (library.hpp).
 #pragma once
 
 #include <chrono>
@@ -55,22 +55,28 @@ struct Incoming {
   Frame frame;
 };
 
-// send() sends one frame to `dest` without blocking (MPI_Isend; the bytes
-// are kept until MPI is done with them). progress() completes earlier sends
-// (MPI_Test); it is called by every poll. pending_sends() counts those not
-// done yet.
-void send(int dest, FrameKind kind, std::string_view payload);
+// send() sends one frame to `dest` without blocking (MPI_Isend of the
+// payload, tagged with the kind; the bytes are kept until MPI is done with
+// them); throws FrameError for a payload over max_frame_payload.
+// progress() completes earlier sends (MPI_Test); every poll calls it.
+// pending_sends() counts those not done yet.
+void send(int dest, FrameKind kind, std::string payload);
 void progress();
 std::size_t pending_sends();
 // finish_sends() waits (backing off, not spinning) until every send is done.
 void finish_sends();
 // poll() returns a frame from any rank (or from `source`), or nullopt at
-// once when none has arrived (MPI_Iprobe, then MPI_Recv of its size).
-// Throws FrameError for bytes that are not one frame.
+// once when none has arrived (MPI_Improbe, then MPI_Mrecv of its size
+// straight into the frame's payload). Throws FrameError for a message whose
+// tag is no frame kind.
 std::optional<Incoming> poll(int source = -1);
 // frame_arrived() says whether a frame from any rank waits to be taken
 // (MPI_Iprobe), for a Backoff about to nap.
 bool frame_arrived();
+
+// end_job() ends this process's part in the job once (status 0:
+// MPI_Finalize; else MPI_Abort of the whole job with that status).
+void end_job(int status);
 
 // serve_rank() is the loop of ranks 1..n-1 (serve.cpp): it runs the
 // sessions that rank 0 opens until rank 0 says stop, finalizes MPI and
