@@ -175,7 +175,6 @@ struct ProcessVM::Impl {
   void watch(Slot& s);
   void watch_calls(Slot& s, bool on);
   void close_watched(int& fd);
-  void send_call(Slot& s, std::string frame);
   void send_frame(Slot& s, std::string frame);
   bool flush_unsent(Slot& s);
   void on_results(Slot& s);

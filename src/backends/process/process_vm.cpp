@@ -167,7 +167,7 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
   slot->task = id;
   slot->output.clear();
   slot->output_truncated = false;
-  m.send_call(*slot, std::move(frame));
+  m.send_frame(*slot, std::move(frame));
   return TaskId(id);
 }
 

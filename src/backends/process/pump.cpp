@@ -186,17 +186,11 @@ bool ProcessVM::Impl::anything_to_wait_for() const {
     return s.state != State::idle && s.state != State::down;
   });
 }
-// send_call() starts sending a call frame to the idle worker of `s`: what
-// the call pipe takes now goes at once, the rest waits in `unsent` for
-// pump(). A worker found gone is lost (its task gets worker_lost).
-void ProcessVM::Impl::send_call(Slot& s, std::string frame) {
-  s.unsent = std::move(frame);
-  s.unsent_from = 0;
-  if (!flush_unsent(s)) lose(s, "");
-}
 
-// send_frame() queues one more frame for the busy worker of `s` (behind
-// what is still unsent) and sends what the pipe takes now.
+// send_frame() sends one more frame to the worker of `s` (a call, a queued
+// call, a withdraw, a delivery): what the call pipe takes now goes at once,
+// the rest waits in `unsent`, behind what already waits there, for pump().
+// A worker found gone is lost (its task gets worker_lost).
 void ProcessVM::Impl::send_frame(Slot& s, std::string frame) {
   if (s.has_unsent()) {
     s.unsent.append(frame);
