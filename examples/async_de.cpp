@@ -94,13 +94,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "async_de: %s\n", e.what());
     return 2;
   }
-  // Keep every slot busy; without a VM the evaluations run one after
-  // another in this thread, so one at a time is all there is.
-  config.in_flight = vm ? vm->slots() : 1;
+  // Keep every slot busy, and give a VM that pipelines (ProcessVM with
+  // short evaluations) the calls it can queue behind the running ones, so
+  // that a worker starts its next evaluation without a round trip; without
+  // a VM the evaluations run one after another in this thread, so one at a
+  // time is all there is.
+  const int slots_used = vm ? vm->slots() : 1;
+  config.in_flight = vm ? slots_used + vm->queue_capacity() : 1;
   std::printf("async_de: Rosenbrock, dimension %d, population %d, %ld evaluations, seed %u, %d us of work each, "
               "vm %s with %d slot%s\n",
               config.dimension, config.population, config.evaluations, config.seed, work_us, vm_name.c_str(),
-              config.in_flight, config.in_flight == 1 ? "" : "s");
+              slots_used, slots_used == 1 ? "" : "s");
 
   async_de::Report r = coop::run([&] { return async_de::run<&cost>(config, work_us); }, coop::Options{.vm = vm});
 
@@ -110,6 +114,6 @@ int main(int argc, char** argv) {
   std::printf("%ld evaluations in %.3f s: %.0f evaluations/s, %.2f us each\n", r.evaluations, wall,
               static_cast<double>(r.evaluations) / wall, 1e6 * wall / static_cast<double>(r.evaluations));
   std::printf("parallel efficiency %.2f (evaluation time %.3f s / (%d slots x %.3f s wall))\n",
-              r.busy.count() / (config.in_flight * wall), r.busy.count(), config.in_flight, wall);
+              r.busy.count() / (slots_used * wall), r.busy.count(), slots_used, wall);
   return 0;
 }
