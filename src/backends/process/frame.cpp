@@ -36,17 +36,27 @@ bool known_kind(std::uint32_t kind) {
   return false;
 }
 
+// Writer builds a payload in one allocation of `size` bytes (what the
+// caller adds up), after room for a frame header when it is to be a whole
+// frame (framed(), which fills the header in: no second copy).
 class Writer {
  public:
+  explicit Writer(std::size_t size = 0, bool with_header = false) {
+    out_.reserve(size + (with_header ? frame_header_size : 0));
+    if (with_header) out_.resize(frame_header_size);
+    header_ = with_header;
+  }
   template <class T> void num(T v) { out_.append(reinterpret_cast<const char*>(&v), sizeof v); }
   void bytes(std::string_view s) {
     num<std::uint64_t>(s.size());
     out_.append(s);
   }
   std::string take() { return std::move(out_); }
+  std::string framed(FrameKind kind);
 
  private:
   std::string out_;
+  bool header_ = false;
 };
 
 // Reader reads what Writer wrote and refuses to read past the end, so a
@@ -88,14 +98,31 @@ clock::time_point at(std::int64_t ticks) { return clock::time_point(clock::durat
 
 }  // namespace
 
-std::string encode_frame(FrameKind kind, std::string_view payload) {
-  if (payload.size() > max_frame_payload) {
-    throw FrameError("coop: a message of " + std::to_string(payload.size()) +
-                     " bytes is larger than the limit of " + std::to_string(max_frame_payload) +
-                     " bytes between processes");
+namespace {
+
+void check_size(std::size_t payload) {
+  if (payload > max_frame_payload) {
+    throw FrameError("coop: a message of " + std::to_string(payload) + " bytes is larger than the limit of " +
+                     std::to_string(max_frame_payload) + " bytes between processes");
   }
+}
+
+}  // namespace
+
+std::string Writer::framed(FrameKind kind) {
+  const std::size_t payload = out_.size() - frame_header_size;
+  check_size(payload);
+  Header h{frame_magic, static_cast<std::uint32_t>(kind), payload};
+  std::memcpy(out_.data(), &h, sizeof h);
+  return std::move(out_);
+}
+
+std::string encode_frame(FrameKind kind, std::string_view payload) {
+  check_size(payload.size());
   Header h{frame_magic, static_cast<std::uint32_t>(kind), payload.size()};
-  std::string out(reinterpret_cast<const char*>(&h), sizeof h);
+  std::string out;
+  out.reserve(sizeof h + payload.size());
+  out.append(reinterpret_cast<const char*>(&h), sizeof h);
   out.append(payload);
   return out;
 }
@@ -151,14 +178,41 @@ std::int64_t decode_hello(std::string_view payload) {
   return pid;
 }
 
-std::string encode_call(std::uint64_t task, const Call& call, std::string_view host) {
-  Writer w;
+namespace {
+
+Writer call_writer(std::uint64_t task, const Call& call, std::string_view host, bool with_header) {
+  Writer w(5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size(), with_header);
   w.num(task);
   w.bytes(call.function);
   w.bytes(call.args);
   w.bytes(call.mirrors);
   w.bytes(host);
-  return w.take();
+  return w;
+}
+
+Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
+  Writer w(8 + 1 + 2 * 8 + m.payload.size() + m.error_type.size() + 2 * 8, with_header);
+  w.num(task);
+  // A producer that set only `ok` still sends a consistent pair.
+  Message::Failure failure = m.ok ? Message::Failure::none
+                             : m.failure == Message::Failure::none ? Message::Failure::exception
+                                                                   : m.failure;
+  w.num<std::uint8_t>(static_cast<std::uint8_t>(failure));
+  w.bytes(m.payload);
+  w.bytes(m.error_type);
+  w.num<std::int64_t>(ticks(m.started));
+  w.num<std::int64_t>(ticks(m.completed));
+  return w;
+}
+
+}  // namespace
+
+std::string encode_call(std::uint64_t task, const Call& call, std::string_view host) {
+  return call_writer(task, call, host, false).take();
+}
+
+std::string encode_call_frame(FrameKind kind, std::uint64_t task, const Call& call, std::string_view host) {
+  return call_writer(task, call, host, true).framed(kind);
 }
 
 void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host) {
@@ -186,19 +240,10 @@ void decode_task_bytes(std::string_view payload, std::uint64_t& task, std::strin
   r.done();
 }
 
-std::string encode_result(std::uint64_t task, const Message& m) {
-  Writer w;
-  w.num(task);
-  // A producer that set only `ok` still sends a consistent pair.
-  Message::Failure failure = m.ok ? Message::Failure::none
-                             : m.failure == Message::Failure::none ? Message::Failure::exception
-                                                                   : m.failure;
-  w.num<std::uint8_t>(static_cast<std::uint8_t>(failure));
-  w.bytes(m.payload);
-  w.bytes(m.error_type);
-  w.num<std::int64_t>(ticks(m.started));
-  w.num<std::int64_t>(ticks(m.completed));
-  return w.take();
+std::string encode_result(std::uint64_t task, const Message& m) { return result_writer(task, m, false).take(); }
+
+std::string encode_result_frame(std::uint64_t task, const Message& m) {
+  return result_writer(task, m, true).framed(FrameKind::result);
 }
 
 void decode_result(std::string_view payload, std::uint64_t& task, Message& m) {

@@ -88,6 +88,9 @@ std::int64_t decode_hello(std::string_view payload);
 // A call frame also names the slot's host, for coop::this_host() in the task.
 std::string encode_call(std::uint64_t task, const Call& call, std::string_view host = {});
 void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host = nullptr);
+// encode_call_frame() is encode_frame(kind, encode_call(...)) in one
+// allocation (kind: call or queue).
+std::string encode_call_frame(FrameKind kind, std::uint64_t task, const Call& call, std::string_view host);
 
 // post and deliver frames: a task id and bytes.
 std::string encode_task_bytes(std::uint64_t task, std::string_view bytes);
@@ -98,6 +101,8 @@ void decode_task_bytes(std::string_view payload, std::uint64_t& task, std::strin
 // started, completed. The spawner adds the task, host and output.
 std::string encode_result(std::uint64_t task, const Message& message);
 void decode_result(std::string_view payload, std::uint64_t& task, Message& message);
+// encode_result_frame() is encode_frame(FrameKind::result, encode_result(...)) in one allocation.
+std::string encode_result_frame(std::uint64_t task, const Message& message);
 
 // A report frame carries a whole Message from a serving rank: its kind and
 // task, the result fields, output and reason (the host is rank 0's to add).

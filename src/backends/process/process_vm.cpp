@@ -161,7 +161,7 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
   if (!slot) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
   std::string frame =
-      detail::encode_frame(FrameKind::call, detail::encode_call(id, call, m.hosts[slot->host].name()));
+      detail::encode_call_frame(FrameKind::call, id, call, m.hosts[slot->host].name());
   m.task_host.push_back(static_cast<std::uint32_t>(slot->host));
   slot->state = State::busy;
   slot->task = id;

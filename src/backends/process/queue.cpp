@@ -38,7 +38,7 @@ std::optional<TaskId> ProcessVM::queue(const Call& call, const std::optional<Hos
   if (!best) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
   std::string frame =
-      detail::encode_frame(FrameKind::queue, detail::encode_call(id, call, m.hosts[best->host].name()));
+      detail::encode_call_frame(FrameKind::queue, id, call, m.hosts[best->host].name());
   m.task_host.push_back(static_cast<std::uint32_t>(best->host));
   best->queued.push_back(Slot::Queued{id});
   m.send_frame(*best, std::move(frame));  // a worker found gone withdraws it (lose())

@@ -415,13 +415,13 @@ void serve_as_worker(const char* spec) {
     flush_output();
     std::string reply;
     try {
-      reply = encode_frame(FrameKind::result, encode_result(next.task, result));
+      reply = encode_result_frame(next.task, result);
     } catch (const FrameError& e) {
       result.ok = false;
       result.failure = Message::Failure::exception;
       result.error_type = "coop::Error";
       result.payload = std::string("the result of ") + next.call.function + " is too large to send: " + e.what();
-      reply = encode_frame(FrameKind::result, encode_result(next.task, result));
+      reply = encode_result_frame(next.task, result);
     }
     link.out += reply;
     // Calls queued meanwhile, and withdraws of queued ones, before the
