@@ -155,8 +155,7 @@ nanoseconds dispatch_wall(int jobs, bool remote, int max_in_flight) {
   return wall;
 }
 
-void dispatch_in_flight(benchmark::State& state) {
-  const bool remote = state.range(0) != 0;
+void dispatch_in_flight(benchmark::State& state, bool remote) {
   const int jobs = remote ? 20'000 : 200'000;
   const int rounds = 3;  // alternating, so that both sides see the same load
   nanoseconds few{}, many{};
@@ -175,9 +174,9 @@ void dispatch_in_flight(benchmark::State& state) {
   state.counters["ratio_ns"] = base_ns / cos_ns;
   state.counters["min_ratio_ns"] = 1 / 1.2;
 }
-BENCHMARK(dispatch_in_flight)->Name("dispatch per job, max_in_flight 1000 vs 2, ThreadVM(2)")->Arg(1)
+BENCHMARK_CAPTURE(dispatch_in_flight, remote, true)->Name("dispatch per job, max_in_flight 1000 vs 2, ThreadVM(2)")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(dispatch_in_flight)->Name("dispatch per job, max_in_flight 1000 vs 2, local jobs")->Arg(0)
+BENCHMARK_CAPTURE(dispatch_in_flight, local, false)->Name("dispatch per job, max_in_flight 1000 vs 2, local jobs")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 void dispatch_vs_pool(benchmark::State& state) {

@@ -152,7 +152,10 @@ template <class R> class Dispatcher {
     std::exception_ptr error;  // and rethrow it once the started jobs have arrived
     for (;;) {
       cancel_if_asked(stream);
-      while (!broken && !stream.collector_returned_ && in_flight_.size() < max) {
+      // A job that has ended is delivered before the next one starts, so
+      // that the collector streams even when max_in_flight is far above
+      // the slots (a remote start then waits for a slot, while jobs end).
+      while (!broken && !stream.collector_returned_ && in_flight_.size() < max && arrivals_.empty()) {
         try {
           if (!stream.reruns_.empty()) {
             auto rerun = std::move(stream.reruns_.front());
