@@ -28,7 +28,9 @@ class AdaptiveSpin {
   // wait(ready) returns true once ready() holds within the window, false
   // when the caller must sleep (ready() may still hold by then).
   template <class Ready> bool wait(Ready&& ready) {
-    if (misses_ > 0 && (misses_++ & 15) != 0) return ready();
+    // Ready at once says nothing of how long a wait takes: no spin, no count.
+    if (ready()) return true;
+    if (misses_ > 0 && (misses_++ & 15) != 0) return false;
     auto end = clock::now() + window_;
     for (;;) {
       if (ready()) {

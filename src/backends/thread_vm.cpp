@@ -78,16 +78,24 @@ struct ThreadVM::Impl {
   std::condition_variable exited;  // a slot's thread has returned
   std::deque<Message> inbox;       // guarded by inbox_mutex
   std::atomic<std::size_t> mail{0};  // inbox.size(), for receive() to spin on without the lock
+  std::atomic<bool> receiver_spins{false};  // receive() spins on `mail` now
   detail::AdaptiveSpin receive_spin{spin_window};  // the scheduler's thread only
 
-  // mail_in() puts a slot's message in the inbox and wakes receive().
-  void mail_in(Message&& m) {
+  // mail_in() puts a slot's message in the inbox and wakes receive(). It
+  // returns whether receive() was spinning: then the scheduler is awake
+  // and the slot's next call comes within microseconds, worth a spin; if it
+  // was asleep, its wake-up takes longer than a spin should, and a spinning
+  // thread would only make the kernel wake the scheduler on the core where
+  // the other slot works.
+  bool mail_in(Message&& m) {
     {
       std::lock_guard lock(inbox_mutex);
       inbox.push_back(std::move(m));
       mail.store(inbox.size(), std::memory_order_release);
     }
+    bool awake = receiver_spins.load(std::memory_order_acquire);
     done.notify_one();
+    return awake;
   }
 
   static void serve(std::shared_ptr<Impl> self, Slot& slot);
@@ -126,10 +134,11 @@ class ThreadVM::Impl::Channel final : public detail::TaskChannel {
 
 void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
   detail::AdaptiveSpin spin(spin_window);
+  bool scheduler_awake = false;  // when this thread handed back its last result
   for (;;) {
     std::unique_ptr<Call> call;
     TaskId task;
-    spin.wait([&] { return slot.poked.load(std::memory_order_acquire); });
+    if (scheduler_awake) spin.wait([&] { return slot.poked.load(std::memory_order_acquire); });
     {
       std::unique_lock lock(slot.mutex);
       slot.wake.wait(lock, [&] { return slot.stop || slot.work; });
@@ -148,7 +157,7 @@ void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
       std::lock_guard lock(slot.mutex);
       slot.running_task.reset();
     }
-    self->mail_in(std::move(m));
+    scheduler_awake = self->mail_in(std::move(m));
   }
   {
     std::lock_guard lock(self->inbox_mutex);
@@ -246,7 +255,9 @@ std::optional<Message> ThreadVM::receive(std::chrono::nanoseconds timeout) {
   const auto deadline =
       timeout.count() > 0 ? clock::now() + std::chrono::ceil<clock::duration>(timeout) : clock::time_point{};
   if ((timeout.count() < 0 && !m.tasks.empty()) || timeout >= spin_window) {
+    m.receiver_spins.store(true, std::memory_order_release);
     m.receive_spin.wait([&] { return m.mail.load(std::memory_order_acquire) > 0; });
+    m.receiver_spins.store(false, std::memory_order_relaxed);
   }
   std::unique_lock lock(m.inbox_mutex);
   auto ready = [&] { return !m.inbox.empty(); };
