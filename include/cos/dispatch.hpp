@@ -126,7 +126,8 @@ COS_API int default_in_flight(bool remote);
 // idle_ waiter until the collector is back in the stream (it may still retry
 // the result it holds). What the collector or another task asks from outside
 // (retry, cancel) wakes it from either; the loop then sees why. Nothing
-// polls, and nothing per job looks at the other jobs in flight.
+// polls, and nothing per job looks at the other jobs in flight. A job that
+// has ended is delivered before another starts, whatever max_in_flight is.
 template <class R> class Dispatcher {
  public:
   Dispatcher(const DispatchOptions& opt, bool keep, bool streaming, Stream<R>& stream)
@@ -250,6 +251,8 @@ template <class R> class Dispatcher {
   }
 
   // collect() joins the job `tid`, which has ended, and delivers its result.
+  // Its hook fired as it ended, before the core made it joinable, and the
+  // dispatcher runs only after that: the poll always finds it.
   void collect(Tid tid, Stream<R>& stream, DispatchStats& st) {
     std::optional<Joined> joined = coop::join({tid}, Wait::poll);
     auto it = in_flight_.find(tid);
