@@ -22,8 +22,8 @@
 //     time >= 2.
 //   spawner_cpu_ns and pipe_parent_cpu_ns (not in the table) are the CPU
 //   time per task of cos's spawner and of the pipe loop's parent.
-// dispatch_efficiency: parallel efficiency of dispatch() with 5 ms CPU-bound
-//   jobs on ProcessVM(2), serial time / (slots x wall time), as in
+// dispatch_efficiency: parallel efficiency of dispatch() with CPU-bound jobs
+//   (100 of 5 ms, 2,000 of 1 ms) on ProcessVM(2), serial time / (slots x wall time), as in
 //   remote.cpp: cos_ns is the wall time, baseline_ns the ideal (serial time /
 //   slots), ratio_ns the efficiency; target >= 0.9. spawner_cpu_pct (not in
 //   the table) is the CPU time of the spawner over the wall time: it waits in
@@ -319,10 +319,8 @@ BENCHMARK_CAPTURE(empty_tasks, 2p, 2, true)->Name("empty remote task, ProcessVM(
 BENCHMARK_CAPTURE(empty_tasks, 4p, 4, true)->Name("empty remote task, ProcessVM(4), pipelined")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
-void dispatch_efficiency(benchmark::State& state) {
-  const int job_us = 5000;
+void dispatch_efficiency(benchmark::State& state, int job_us, int jobs) {
   const int slots = 2;
-  const int jobs = 100;  // about 0.25 s of wall time on 2 slots
   coop::DispatchStats stats;
   double cpu = 0;
   for (auto _ : state) {
@@ -348,7 +346,9 @@ void dispatch_efficiency(benchmark::State& state) {
   double wall = cos_bench::publish_efficiency(state, stats, slots, 0.9);
   state.counters["spawner_cpu_pct"] = 100 * cpu * 1e9 / wall;
 }
-BENCHMARK(dispatch_efficiency)->Name("dispatch efficiency, ProcessVM(2), 5 ms jobs")
+BENCHMARK_CAPTURE(dispatch_efficiency, 5ms, 5000, 100)->Name("dispatch efficiency, ProcessVM(2), 5 ms jobs")
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(dispatch_efficiency, 1ms, 1000, 2000)->Name("dispatch efficiency, ProcessVM(2), 1 ms jobs")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -7,6 +7,18 @@
 //   A second row runs the same jobs through a plain std::thread pool (one job
 //   per worker at a time, handed over with condition variables): its ratio
 //   says how cos compares with the machine's own thread wake-up latency.
+// dispatch_in_flight: dispatch's own cost per job does not grow with the jobs
+//   in flight. Empty jobs on ThreadVM(2) with max_in_flight 1,000 against the
+//   same dispatch with 2 (the baseline, in the same run); the ratio is
+//   cost(2) / cost(1,000), target >= 1 / 1.2. The local row runs the jobs as
+//   local tasks (remote = false) that yield once, so that 1,000 are really
+//   in flight at once; there the core's own cost grows with the live tasks
+//   (1,000 stacks and records do not stay in the caches), so that row takes
+//   it out: its cost per job is a dispatch's minus that of the core spawning
+//   and joining the same tasks, 2 or 1,000 alive, with no dispatch.
+// dispatch_vs_pool: the empty-job throughput of dispatch on ThreadVM(2)
+//   against thread_pool_wall's two workers handing off the same calls, one
+//   in flight per worker as dispatch does; target >= 0.8x the pool's rate.
 // remote_round_trip: spawn + join of an empty remote task on a 1-slot
 //   ThreadVM (serialization, handoff to the slot's thread and back), against
 //   a plain std::thread + condition-variable handoff of an empty job.
@@ -14,6 +26,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -126,6 +139,104 @@ BENCHMARK(dispatch_efficiency)->Name("dispatch efficiency, 2 slots, 1 ms jobs")-
 BENCHMARK(dispatch_efficiency)->Name("dispatch efficiency, 2 slots, 5 ms jobs")->Arg(5000)
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// pass() is an empty job that, run as a local task, yields once: until every
+// other ready task has run, so that the jobs a dispatch starts stay in flight.
+double pass(int) {
+  if (coop::Scheduler::current_or_null()) coop::yield();
+  return 0;
+}
+
+// dispatch_wall() is the wall time of one dispatch of `jobs` calls of
+// spin(0) (empty but for one clock read, the call the pool makes too) on a
+// fresh ThreadVM(2), or of pass() when they run locally.
+nanoseconds dispatch_wall(int jobs, bool remote, int max_in_flight) {
+  auto vm = std::make_shared<coop::ThreadVM>(2);
+  nanoseconds wall{};
+  coop::run(
+      [&] {
+        std::vector<coop::Job<double>> list;
+        list.reserve(static_cast<std::size_t>(jobs));
+        for (int i = 0; i < jobs; ++i) list.push_back(remote ? coop::job(spin, 0) : coop::job(pass, 0));
+        coop::DispatchOptions opt{.remote = remote, .keep_results = false, .max_in_flight = max_in_flight};
+        auto t0 = steady_clock::now();
+        coop::dispatch(list, opt);
+        wall = duration_cast<nanoseconds>(steady_clock::now() - t0);
+      },
+      coop::Options{.vm = vm});
+  return wall;
+}
+
+// core_wall() is the wall time of the core alone running `jobs` local tasks
+// of pass() with `alive` of them alive at a time: what a local dispatch
+// costs without dispatch.
+nanoseconds core_wall(int jobs, int alive) {
+  nanoseconds wall{};
+  coop::run([&] {
+    std::deque<coop::Task<double>> live;
+    auto t0 = steady_clock::now();
+    for (int i = 0; i < jobs; ++i) {
+      if (static_cast<int>(live.size()) == alive) {
+        benchmark::DoNotOptimize(live.front().join());
+        live.pop_front();
+      }
+      live.push_back(coop::spawn([] { return pass(0); }));
+    }
+    for (auto& t : live) benchmark::DoNotOptimize(t.join());
+    wall = duration_cast<nanoseconds>(steady_clock::now() - t0);
+  });
+  return wall;
+}
+
+void dispatch_in_flight(benchmark::State& state, bool remote) {
+  const int jobs = remote ? 20'000 : 200'000;
+  const int rounds = 3;  // alternating, so that both sides see the same load
+  nanoseconds few{}, many{};
+  for (auto _ : state) {
+    few = many = nanoseconds{};
+    for (int i = 0; i < rounds; ++i) {
+      few += dispatch_wall(jobs, remote, 2);
+      many += dispatch_wall(jobs, remote, 1000);
+      if (!remote) {
+        few -= core_wall(jobs, 2);
+        many -= core_wall(jobs, 1000);
+      }
+    }
+    state.SetIterationTime(duration<double>(many).count());
+  }
+  double cos_ns = static_cast<double>(many.count()) / (rounds * jobs);
+  double base_ns = static_cast<double>(few.count()) / (rounds * jobs);
+  state.counters["cos_ns"] = cos_ns;
+  state.counters["baseline_ns"] = base_ns;
+  state.counters["ratio_ns"] = base_ns / cos_ns;
+  state.counters["min_ratio_ns"] = 1 / 1.2;
+}
+BENCHMARK_CAPTURE(dispatch_in_flight, remote, true)->Name("dispatch per job, max_in_flight 1000 vs 2, ThreadVM(2)")
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(dispatch_in_flight, local, false)->Name("dispatch's own cost per job, max_in_flight 1000 vs 2, local jobs")
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+
+void dispatch_vs_pool(benchmark::State& state) {
+  const int jobs = 20'000;
+  const int rounds = 3;
+  nanoseconds cos{}, pool{};
+  for (auto _ : state) {
+    cos = pool = nanoseconds{};
+    for (int i = 0; i < rounds; ++i) {
+      cos += dispatch_wall(jobs, true, 0);
+      pool += thread_pool_wall(2, jobs, 0);
+    }
+    state.SetIterationTime(duration<double>(cos).count());
+  }
+  double cos_ns = static_cast<double>(cos.count()) / (rounds * jobs);
+  double base_ns = static_cast<double>(pool.count()) / (rounds * jobs);
+  state.counters["cos_ns"] = cos_ns;
+  state.counters["baseline_ns"] = base_ns;
+  state.counters["ratio_ns"] = base_ns / cos_ns;
+  state.counters["min_ratio_ns"] = 0.8;
+}
+BENCHMARK(dispatch_vs_pool)->Name("dispatch of empty jobs, ThreadVM(2) vs a std::thread pool")
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+
 // One worker thread that runs handed-over jobs: the plainest remote slot.
 class HandoffThread {
  public:
@@ -194,5 +305,7 @@ BENCHMARK(remote_round_trip)->Name("remote spawn+join round trip, ThreadVM(1)")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
+
+COS_REMOTE(pass);
 
 BENCHMARK_MAIN();

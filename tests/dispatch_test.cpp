@@ -796,6 +796,88 @@ TEST_CASE("dispatch: max_in_flight runs several local jobs at once without a VM"
   CHECK(peak == 3);
 }
 
+TEST_CASE("dispatch: with max_in_flight far above the slots every job arrives once, values in job order") {
+  int n = GENERATE(0, 2);  // local jobs without a VM, remote ones on two slots
+  const int jobs = 3000;
+  std::vector<int> seen(jobs, 0);
+  std::vector<int> got;
+  coop::run(
+      [&] {
+        std::vector<coop::Job<int>> list;
+        for (int i = 0; i < jobs; ++i) list.push_back(coop::job(square, i));
+        got = coop::dispatch(
+            list,
+            [&](coop::Stream<int>& results) {
+              for (auto& r : results) {
+                REQUIRE(r.index < seen.size());
+                ++seen[r.index];
+                CHECK(r.value.get() == static_cast<int>(r.index * r.index));
+              }
+            },
+            coop::DispatchOptions{.keep_results = true, .max_in_flight = 1000});
+      },
+      maybe_threads(n));
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int k) { return k == 1; }));
+  REQUIRE(got.size() == static_cast<std::size_t>(jobs));
+  for (int i = 0; i < jobs; ++i) CHECK(got[static_cast<std::size_t>(i)] == i * i);
+}
+
+TEST_CASE("dispatch: local jobs in flight reach the collector in the order they end") {
+  std::vector<std::size_t> order;
+  coop::run([&] {
+    coop::dispatch(
+        paced_jobs({90, 10, 60, 30}),
+        [&](coop::Stream<int>& results) {
+          for (auto& r : results) order.push_back(r.index);
+        },
+        coop::DispatchOptions{.max_in_flight = 4});
+  });
+  CHECK(order == std::vector<std::size_t>{1, 3, 2, 0});
+}
+
+TEST_CASE("dispatch: a retry and a cancel reach a dispatcher that waits on many jobs in flight") {
+  flaky_calls = 0;
+  int cancelled = 0;
+  int finished = 0;
+  std::vector<int> flaky_attempts;
+  coop::DispatchStats stats;
+  coop::run(
+      [&] {
+        std::vector<coop::Job<int>> list;
+        list.push_back(coop::job(flaky, 1));  // fails once, then is retried
+        for (int i = 0; i < 40; ++i) list.push_back(coop::job(paced, i, 100));
+        stats = coop::dispatch(
+                    list,
+                    [&](coop::Stream<int>& results) {
+                      for (auto& r : results) {
+                        if (r.index == 0) {
+                          flaky_attempts.push_back(r.attempt);
+                          if (!r.value.ok()) {
+                            CHECK(results.retry(r));
+                          } else {
+                            results.cancel();  // with paced jobs running and waiting for a slot
+                          }
+                          continue;
+                        }
+                        if (r.value.ok()) {
+                          ++finished;
+                        } else {
+                          CHECK_THROWS_AS(r.value.get(), coop::Cancelled);
+                          ++cancelled;
+                        }
+                      }
+                    },
+                    coop::DispatchOptions{.max_in_flight = 1000})
+                    .stats;
+      },
+      threads(4));
+  CHECK(flaky_attempts == std::vector<int>{1, 2});
+  CHECK(cancelled >= 1);
+  CHECK(stats.submitted < 41);  // the cancel started no more of the 40
+  CHECK(stats.done == stats.submitted);
+  CHECK(static_cast<std::size_t>(finished + cancelled + 2) == stats.done);
+}
+
 TEST_CASE("dispatch: DispatchOptions::spawn.host runs every job on that host") {
   std::vector<std::optional<coop::HostId>> where_ran;
   coop::run(

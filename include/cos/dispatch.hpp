@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <cos/detail/arrivals.hpp>
 #include <cos/detail/dispatch_journal.hpp>
 #include <cos/export.hpp>
 #include <cos/job.hpp>
@@ -25,6 +26,7 @@
 #include <cos/scheduler.hpp>
 #include <cos/spawn.hpp>
 #include <cos/stream.hpp>
+#include <cos/wait.hpp>
 
 namespace coop {
 
@@ -118,18 +120,18 @@ COS_API int default_in_flight(bool remote);
 
 // Dispatcher runs one dispatch in the calling task, the parent of every job.
 //
-// It waits in one of two places: in coop::join over the running jobs, or,
-// with nothing in flight, in the stream's idle_ waiter until the collector is
-// back in the stream (it may still retry the result it holds). What the
-// collector or another task asks from outside (retry, cancel) must wake it
-// from its join: a local helper child, parked on the stream's helper_
-// waiter, is among the tids it joins, and ends when told to. It is spawned
-// once, and again only after it woke the dispatcher, so a job costs nothing
-// extra and nothing polls.
+// It waits in one of two places: with jobs in flight, in the stream's
+// arrival_ waiter until a job ends (its Arrivals queue says which, and the
+// dispatcher joins that one job), or, with nothing in flight, in the stream's
+// idle_ waiter until the collector is back in the stream (it may still retry
+// the result it holds). What the collector or another task asks from outside
+// (retry, cancel) wakes it from either; the loop then sees why. Nothing
+// polls, and nothing per job looks at the other jobs in flight. A job that
+// has ended is delivered before another starts, whatever max_in_flight is.
 template <class R> class Dispatcher {
  public:
-  Dispatcher(const DispatchOptions& opt, bool keep, bool streaming)
-      : opt_(opt), keep_(keep), streaming_(streaming) {}
+  Dispatcher(const DispatchOptions& opt, bool keep, bool streaming, Stream<R>& stream)
+      : opt_(opt), keep_(keep), streaming_(streaming), arrivals_(stream.arrival_) {}
 
   template <class Source> void run(Source& source, Stream<R>& stream) {
     DispatchStats& st = stream.stats_;
@@ -150,8 +152,11 @@ template <class R> class Dispatcher {
     bool broken = false;       // a job could not start: start nothing more
     std::exception_ptr error;  // and rethrow it once the started jobs have arrived
     for (;;) {
-      if (stream.cancelled_) cancel_running();
-      while (!broken && !stream.collector_returned_ && in_flight_.size() < max) {
+      cancel_if_asked(stream);
+      // A job that has ended is delivered before the next one starts, so
+      // that the collector streams even when max_in_flight is far above
+      // the slots (a remote start then waits for a slot, while jobs end).
+      while (!broken && !stream.collector_returned_ && in_flight_.size() < max && arrivals_.empty()) {
         try {
           if (!stream.reruns_.empty()) {
             auto rerun = std::move(stream.reruns_.front());
@@ -178,20 +183,20 @@ template <class R> class Dispatcher {
           broken = true;
         }
       }
-      if (stream.cancelled_) cancel_running();
+      cancel_if_asked(stream);
       if (in_flight_.empty()) {
         if (!streaming_ || stream.collector_idle() || broken) break;
         stream.idle_.wait();  // the collector may still retry what it holds
         continue;
       }
-      collect(stream, st);
+      if (arrivals_.empty()) {
+        stream.arrival_.wait();  // a job ends, or a retry or cancel: the loop sees which
+        continue;
+      }
+      collect(arrivals_.pop(), stream, st);
     }
     st.finished = true;
     if (bar_) bar_->finish();
-    if (helper_) {
-      stream.helper_.notify();
-      coop::join({*helper_});
-    }
     if (error) std::rethrow_exception(error);
   }
 
@@ -223,15 +228,21 @@ template <class R> class Dispatcher {
     Task<R> t = JobAccess::start(j, s, timing.get());
     ++st.submitted;
     Tid tid = t.tid();
-    tids_.push_back(tid);
     std::optional<Job<R>> kept_job;
     if (streaming_) kept_job.emplace(std::move(j));
-    in_flight_.emplace(tid, Running{index, attempt, std::move(kept_job), std::move(t), std::move(timing), false,
-                                    job_digest});
+    auto [it, added] = in_flight_.emplace(tid, Running{index, attempt, std::move(kept_job), std::move(t),
+                                                       std::move(timing), false, job_digest});
+    // After the emplace: a job that has already ended (a local one runs
+    // first) is queued at once, and collect() finds it in in_flight_.
+    arrivals_.watch(TaskAccess::ref(it->second.task), in_flight_.size());
   }
 
-  // cancel_running() cancels every remote job in flight (a local one runs on).
-  void cancel_running() {
+  // cancel_if_asked() cancels every remote job in flight once the stream is
+  // cancelled (a local one runs on). Once is enough: after a cancel no job
+  // starts, so the jobs in flight are never looked at again per job.
+  void cancel_if_asked(Stream<R>& stream) {
+    if (!stream.cancelled_ || cancelled_all_) return;
+    cancelled_all_ = true;
     for (auto& [tid, running] : in_flight_) {
       if (running.cancelled || !running.task.remote()) continue;
       running.cancelled = true;
@@ -239,23 +250,14 @@ template <class R> class Dispatcher {
     }
   }
 
-  void collect(Stream<R>& stream, DispatchStats& st) {
-    if (streaming_ && !helper_) {
-      helper_ = coop::spawn([&stream] { stream.helper_.wait(); }).tid();
-      tids_.push_back(*helper_);
-    }
-    stream.joining_ = true;
-    std::optional<Joined> joined = coop::join(tids_, Wait::block);
-    stream.joining_ = false;
-    if (joined->tid == helper_) {  // woken from outside: the loop sees why
-      std::erase(tids_, *helper_);
-      helper_.reset();
-      return;
-    }
-    auto it = in_flight_.find(joined->tid);
+  // collect() joins the job `tid`, which has ended, and delivers its result.
+  // Its hook fired as it ended, before the core made it joinable, and the
+  // dispatcher runs only after that: the poll always finds it.
+  void collect(Tid tid, Stream<R>& stream, DispatchStats& st) {
+    std::optional<Joined> joined = coop::join({tid}, Wait::poll);
+    auto it = in_flight_.find(tid);
     Running running = std::move(it->second);
     in_flight_.erase(it);
-    std::erase(tids_, joined->tid);
 
     Result<R> r;
     r.index = running.index;
@@ -315,11 +317,11 @@ template <class R> class Dispatcher {
   bool streaming_;
   std::optional<ProgressBar> bar_;
   std::size_t next_index_ = 0;
-  std::optional<Tid> helper_;
+  bool cancelled_all_ = false;
   std::unique_ptr<DispatchJournal<R>> journal_;
   std::deque<std::pair<std::size_t, Job<R>>> held_;
-  std::vector<Tid> tids_;
   std::unordered_map<Tid, Running> in_flight_;
+  Arrivals arrivals_;
   std::vector<std::optional<Outcome<R>>> kept_;
 };
 
@@ -343,7 +345,7 @@ Dispatched<R> run_dispatch(Jobs& jobs, Collector* collect, const DispatchOptions
   }
   JobSource<Jobs, R> source(jobs);
   Stream<R> stream;
-  Dispatcher<R> d(opt, keep, collect != nullptr);
+  Dispatcher<R> d(opt, keep, collect != nullptr, stream);
   std::exception_ptr error;
   if (collect) {
     // The collector is a local child: it runs until it waits for the first result.

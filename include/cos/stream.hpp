@@ -210,11 +210,11 @@ template <class R> class Stream {
     collector_returned_ = true;
     wake_dispatcher();
   }
-  // The dispatcher waits either in idle_ (nothing in flight) or in its join
-  // of the running jobs, where the end of its helper child wakes it.
+  // The dispatcher waits either in idle_ (nothing in flight) or in
+  // arrival_ (until a job ends).
   void wake_dispatcher() {
     idle_.notify();
-    if (joining_) helper_.notify();
+    arrival_.notify();
   }
 
   std::deque<Delivery> pending_;
@@ -225,11 +225,10 @@ template <class R> class Stream {
   bool stopped_ = false;
   bool cancelled_ = false;
   bool collector_returned_ = false;
-  bool joining_ = false;
   DispatchStats stats_;
   detail::Waiter waiter_;  // the collector, waiting for a result
   detail::Waiter idle_;    // the dispatcher, waiting for the collector with nothing in flight
-  detail::Waiter helper_;  // the dispatcher's helper child, waiting to be told to end
+  detail::Waiter arrival_;  // the dispatcher, waiting for a job in flight to end
 };
 
 }  // namespace coop

@@ -1,6 +1,7 @@
 #include <cos/thread_vm.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -12,6 +13,7 @@
 
 #include "backends/env_seconds.hpp"
 #include "backends/host_name.hpp"
+#include "backends/spin_wait.hpp"
 #include "posix/fd.hpp"
 #include "posix/text.hpp"
 #include "remote/channel.hpp"
@@ -23,6 +25,10 @@ using namespace std::chrono_literals;
 
 // finalize() waits this long for busy threads (COS_FINALIZE_TIMEOUT overrides).
 constexpr std::chrono::nanoseconds default_finalize_timeout = 2s;
+// How long a waiting side (the scheduler for a result, a slot's thread for
+// its next call) spins before it sleeps: a few round trips of an empty call,
+// so that short calls never pay for a futex sleep and wake-up on both sides.
+constexpr std::chrono::nanoseconds spin_window = 20us;
 
 struct Slot {
   HostId host;
@@ -37,6 +43,9 @@ struct Slot {
   std::unique_ptr<Call> work;  // guarded by mutex
   TaskId work_task{};          // guarded by mutex
   bool stop = false;           // guarded by mutex
+  // Set with work or stop (under mutex), cleared when the thread takes the
+  // work: what the thread spins on before it sleeps on `wake`.
+  std::atomic<bool> poked{false};
   // What the spawner sent to the running task (VM::send), and whether the
   // task was cancelled, so that its channel's receive() gives up; both
   // guarded by mutex and reset by start().
@@ -68,6 +77,30 @@ struct ThreadVM::Impl {
   std::condition_variable done;    // a message is in the inbox
   std::condition_variable exited;  // a slot's thread has returned
   std::deque<Message> inbox;       // guarded by inbox_mutex
+  std::atomic<std::size_t> mail{0};  // inbox.size(), for receive() to spin on without the lock
+  std::atomic<bool> receiver_spins{false};  // receive() spins on `mail` now
+  // The scheduler's thread only. It pauses rather than yields: a scheduler
+  // that yields to a slot running a long call waits out the kernel's time
+  // slice while the other slots' results wait for it (measured: 1 ms jobs
+  // fell from 0.96 to 0.76 efficiency).
+  detail::AdaptiveSpin receive_spin{spin_window, detail::AdaptiveSpin::Between::pause};
+
+  // mail_in() puts a slot's message in the inbox and wakes receive(). It
+  // returns whether receive() was spinning: then the scheduler is awake
+  // and the slot's next call comes within microseconds, worth a spin; if it
+  // was asleep, its wake-up takes longer than a spin should, and a spinning
+  // thread would only make the kernel wake the scheduler on the core where
+  // the other slot works.
+  bool mail_in(Message&& m) {
+    {
+      std::lock_guard lock(inbox_mutex);
+      inbox.push_back(std::move(m));
+      mail.store(inbox.size(), std::memory_order_release);
+    }
+    bool awake = receiver_spins.load(std::memory_order_acquire);
+    done.notify_one();
+    return awake;
+  }
 
   static void serve(std::shared_ptr<Impl> self, Slot& slot);
   class Channel;
@@ -86,11 +119,7 @@ class ThreadVM::Impl::Channel final : public detail::TaskChannel {
     m.task = task();
     m.host = host();
     m.payload = std::move(payload);
-    {
-      std::lock_guard lock(vm_.inbox_mutex);
-      vm_.inbox.push_back(std::move(m));
-    }
-    vm_.done.notify_one();
+    vm_.mail_in(std::move(m));
   }
 
   std::optional<std::string> receive() override {
@@ -108,13 +137,19 @@ class ThreadVM::Impl::Channel final : public detail::TaskChannel {
 };
 
 void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
+  // It yields between polls: with more threads than cores it gives its core
+  // to the scheduler that is to hand it the call.
+  detail::AdaptiveSpin spin(spin_window, detail::AdaptiveSpin::Between::yield);
+  bool scheduler_awake = false;  // when this thread handed back its last result
   for (;;) {
     std::unique_ptr<Call> call;
     TaskId task;
+    if (scheduler_awake) spin.wait([&] { return slot.poked.load(std::memory_order_acquire); });
     {
       std::unique_lock lock(slot.mutex);
       slot.wake.wait(lock, [&] { return slot.stop || slot.work; });
       if (slot.stop) break;
+      slot.poked.store(false, std::memory_order_relaxed);
       call = std::move(slot.work);
       task = slot.work_task;
       slot.running_task = task;
@@ -128,11 +163,7 @@ void ThreadVM::Impl::serve(std::shared_ptr<Impl> self, Slot& slot) {
       std::lock_guard lock(slot.mutex);
       slot.running_task.reset();
     }
-    {
-      std::lock_guard lock(self->inbox_mutex);
-      self->inbox.push_back(std::move(m));
-    }
-    self->done.notify_one();
+    scheduler_awake = self->mail_in(std::move(m));
   }
   {
     std::lock_guard lock(self->inbox_mutex);
@@ -211,6 +242,7 @@ std::optional<TaskId> ThreadVM::start(const Call& call, const std::optional<Host
     slot.work_task = id;
     slot.to_task.clear();
     slot.aborted = false;
+    slot.poked.store(true, std::memory_order_release);
   }
   slot.task = id;
   slot.busy = true;
@@ -224,6 +256,15 @@ std::optional<TaskId> ThreadVM::start(const Call& call, const std::optional<Host
 std::optional<Message> ThreadVM::receive(std::chrono::nanoseconds timeout) {
   Impl& m = *impl_;
   if (m.finalized) return std::nullopt;
+  // A spin first, lock-free, when the caller would wait at least as long
+  // (the spin counts in a timeout).
+  const auto deadline =
+      timeout.count() > 0 ? clock::now() + std::chrono::ceil<clock::duration>(timeout) : clock::time_point{};
+  if ((timeout.count() < 0 && !m.tasks.empty()) || timeout >= spin_window) {
+    m.receiver_spins.store(true, std::memory_order_release);
+    m.receive_spin.wait([&] { return m.mail.load(std::memory_order_acquire) > 0; });
+    m.receiver_spins.store(false, std::memory_order_relaxed);
+  }
   std::unique_lock lock(m.inbox_mutex);
   auto ready = [&] { return !m.inbox.empty(); };
   if (timeout.count() < 0) {
@@ -232,11 +273,12 @@ std::optional<Message> ThreadVM::receive(std::chrono::nanoseconds timeout) {
     m.done.wait(lock, ready);
   } else if (timeout.count() == 0) {
     if (!ready()) return std::nullopt;  // a poll: no timed wait, no system call
-  } else if (!m.done.wait_for(lock, timeout, ready)) {
+  } else if (!m.done.wait_until(lock, deadline, ready)) {
     return std::nullopt;
   }
   Message msg = std::move(m.inbox.front());
   m.inbox.pop_front();
+  m.mail.store(m.inbox.size(), std::memory_order_relaxed);
   lock.unlock();
   auto it = m.tasks.find(msg.task);
   // A post frees nothing (and one from a cancelled task goes nowhere).
@@ -297,6 +339,7 @@ void ThreadVM::finalize() {
     {
       std::lock_guard lock(slot->mutex);
       slot->stop = true;
+      slot->poked.store(true, std::memory_order_release);
     }
     slot->wake.notify_one();
   }
@@ -337,6 +380,7 @@ void ThreadVM::finalize() {
   }
   std::lock_guard lock(m.inbox_mutex);
   m.inbox.clear();
+  m.mail.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace coop
