@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 
 #include "backends/process/frame.hpp"
+#include "backends/spin_wait.hpp"
 
 namespace coop::detail::process {
 
@@ -157,6 +158,7 @@ struct ProcessVM::Impl {
   // cost about a microsecond more per task with 2 slots).
   int epoll = -1;
   std::vector<epoll_event> events;
+  detail::AdaptiveSpin spin{std::chrono::microseconds(20), detail::AdaptiveSpin::Between::pause};
 
   Impl(const std::map<std::string, int>& slots_per_host, const ProcessOptions& options);
   ~Impl();
