@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <chrono>
 #include <memory>
@@ -49,6 +50,34 @@ int leave_orphan() {
   return static_cast<int>(pid);
 }
 COS_REMOTE(leave_orphan);
+
+// fork_and_return() forks a child that exits at once and returns at once:
+// the task is short, so only its fork says that there is something to reap.
+int fork_and_return() {
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  return static_cast<int>(pid);
+}
+COS_REMOTE(fork_and_return);
+
+// say() prints a line of its own, the only output of its task.
+int say(int i) {
+  std::printf("task-%d\n", i);
+  return i;
+}
+COS_REMOTE(say);
+
+// A remote object that serves until it is closed.
+class Tally {
+ public:
+  explicit Tally(int start) : n_(start) {}
+  int add(int k) { return n_ += k; }
+
+ private:
+  int n_;
+};
+COS_REMOTE_CLASS(Tally, int);
+COS_REMOTE_METHOD(Tally, add);
 
 // reaped(pid): the worker no longer has that child, not even as a zombie.
 bool reaped(int pid) { return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD; }
@@ -267,6 +296,76 @@ TEST_CASE("queue: a dispatch keeps a job per slot and the queue depth in flight,
       coop::Options{.vm = vm(2, 2)});
 }
 
+TEST_CASE("queue: each task's output is its own, also when a queued call starts right after the one before") {
+  coop::run(
+      [] {
+        warm_up();
+        std::vector<coop::Job<int>> jobs;
+        for (int i = 0; i < 400; ++i) jobs.push_back(coop::job(say, i));
+        int wrong = 0, queued_behind = 0;
+        coop::clock::time_point last_completed{};
+        coop::dispatch(jobs, [&](coop::Stream<int>& results) {
+          for (auto& r : results) {
+            int i = r.value.get();
+            if (r.output != "task-" + std::to_string(i) + "\n") {
+              ++wrong;
+              UNSCOPED_INFO("job " << i << " has output '" << r.output << "'");
+            }
+            if (r.timing.started - last_completed < 1ms) ++queued_behind;
+            last_completed = r.timing.completed;
+          }
+        });
+        CHECK(wrong == 0);
+        CHECK(queued_behind > 0);  // some began right after another: pipelined
+      },
+      coop::Options{.vm = vm(2, 2)});
+}
+
+TEST_CASE("queue: nothing is queued behind a remote object's server, which runs until the object closes") {
+  coop::run(
+      [] {
+        warm_up();
+        auto tally = coop::make_remote<Tally>(coop::Spawn{.remote = true}, 1);
+        CHECK(tally.call(&Tally::add, 2).join() == 3);
+        // One worker serves the object; six short tasks share the other.
+        std::vector<coop::Task<int>> ts;
+        for (int i = 0; i < 6; ++i) ts.push_back(coop::spawn(queued(), nap, 5, i));
+        for (int i = 0; i < 6; ++i) CHECK(ts[static_cast<std::size_t>(i)].join() == i);
+        CHECK(tally.call(&Tally::add, 4).join() == 7);
+      },
+      coop::Options{.vm = vm(2, 2)});
+}
+
+TEST_CASE("queue: nothing is queued behind a task that has run longer than queue_under") {
+  coop::run(
+      [] {
+        warm_up();
+        auto busy = coop::spawn(coop::Spawn{.remote = true}, nap, 100, -1);
+        coop::sleep_for(30ms);  // busy has run for 30 ms: past queue_under
+        auto a = coop::spawn(queued(), nap, 1, 1);
+        coop::sleep_for(10ms);
+        CHECK_FALSE(a.task_id().has_value());
+        CHECK(a.join() == 1);
+        busy.join();
+      },
+      coop::Options{.vm = std::make_shared<coop::ProcessVM>(1, coop::ProcessOptions{.queue = 2, .queue_under = 20ms})});
+}
+
+TEST_CASE("queue: a timeout of the running task kills its worker; the calls queued behind it run elsewhere") {
+  coop::run(
+      [] {
+        warm_up();
+        auto busy = coop::spawn(coop::Spawn{.remote = true, .timeout = 80ms}, nap, 2000, -1);
+        auto a = coop::spawn(queued(), nap, 1, 1);
+        auto b = coop::spawn(queued(), nap, 1, 2);
+        wait_until_on_vm({&a, &b});
+        CHECK_THROWS_AS(busy.join(), coop::Timeout);
+        CHECK(a.join() == 1);
+        CHECK(b.join() == 2);
+      },
+      coop::Options{.vm = vm(1, 2)});
+}
+
 TEST_CASE("worker: children a task leaves behind are reaped once it returns") {
   auto backend = GENERATE(1, 0);  // with and without pipelining
   INFO("queue depth " << backend);
@@ -274,6 +373,15 @@ TEST_CASE("worker: children a task leaves behind are reaped once it returns") {
       [] {
         int child = coop::spawn(coop::Spawn{.remote = true}, leave_orphan).join();
         CHECK(coop::spawn(coop::Spawn{.remote = true}, reaped, child).join());
+        // A short task that forks: the fork says there is one to reap (its
+        // child may still run then: it is reaped after a later task).
+        child = coop::spawn(coop::Spawn{.remote = true}, fork_and_return).join();
+        bool gone = false;
+        for (int i = 0; i < 50 && !gone; ++i) {
+          std::this_thread::sleep_for(2ms);
+          gone = coop::spawn(coop::Spawn{.remote = true}, reaped, child).join();
+        }
+        CHECK(gone);
       },
       coop::Options{.vm = vm(1, backend)});
 }

@@ -124,7 +124,10 @@ class COS_API ProcessVM final : public VM {
   // with `exit` (and kills the worker only if it had begun). A worker takes
   // withdraws in between its tasks, so the answer comes when the running
   // task ends. Throws as start() does.
+  // Only behind a task that has run for less than ProcessOptions::queue_under
+  // so far, and not behind one marked with runs_long().
   std::optional<TaskId> queue(const Call& call, const std::optional<HostId>& host) override;
+  void runs_long(const TaskId& task) override;
   void withdraw(const TaskId& task) override;
   int queue_capacity() const override;
   int queue_room() const override;

@@ -15,7 +15,7 @@ namespace coop {
 struct Spawn {
   bool remote = false;         // run on a VM slot (locally when there is no VM)
   std::optional<HostId> host{};  // remote: only on this host (coop::Error if the VM has no such host)
-  bool block = true;           // remote: wait (yielding) for a free slot
+  bool block = true;           // remote: wait (yielding) for a free slot, or a place queued behind a busy one (VM::queue)
   bool enqueue = true;         // with block = false: queue instead of failing
   int priority = 0;            // queued spawns: higher first, FIFO within equal
   // remote: once started, fail with coop::Timeout after this long (the slot

@@ -32,6 +32,7 @@ struct Message {
   enum class Kind {
     started,      // a slot began to run the task (optional: a VM may skip it); frees nothing
     result,       // the task returned or threw; its slot is free when this is received
+                  // (unless calls are queued on it, VM::queue: the next one starts)
     exit,         // the task ended without a result (it was cancelled); its slot is free
     worker_lost,  // the slot died while running the task; its slot is free (replaced)
     post,         // the running task sent `payload` to the spawner (remote objects,
@@ -151,6 +152,10 @@ class COS_API VM {
     (void)call, (void)host;
     return std::nullopt;
   }
+  // runs_long() says that a running `task` may run for as long as the
+  // program does (a remote object's server): the VM queues nothing behind
+  // it, since a queued call would wait for its end.
+  virtual void runs_long(const TaskId& task) { (void)task; }
   // withdraw() asks for a queued call back; it may have begun already (its
   // `started` message is on its way), and then runs as if never asked. Does
   // nothing for a task that is not queued.

@@ -126,6 +126,7 @@ bool RemotePool::start_on_vm(TaskRecord* rec) {
   job.timing.started = clock::now();
   running_.emplace(*id, rec);
   if (job.object) {
+    vm_->runs_long(*id);  // it serves until the object closes: nothing may queue behind it
     objects_.insert(job.object.get());
     job.object->on_started(*id, *job.host);
   }
@@ -248,6 +249,9 @@ void RemotePool::start_queued() {
 // it woke has run (asking again at once would cost a poll for nothing).
 void RemotePool::wait(std::chrono::nanoseconds timeout) {
   try {
+    // Spawns queued since the last wait may go to a busy slot's queue now,
+    // while its task is young (ProcessVM queues only behind short ones).
+    if (queued_ > 0) start_queued();
     if (std::optional<Message> m = vm_->receive(timeout)) on_message(std::move(*m));
     start_queued();
   } catch (...) {

@@ -145,8 +145,8 @@ class RemotePool final : public EventSource {
   std::uint64_t queue_seq_ = 0;
   std::size_t queued_ = 0;
   std::unordered_set<ObjectSink*> objects_;  // remote objects whose server has not ended
-  // Tasks queued on the VM's busy slots (pipelining), by their queue key:
-  // the last is the first to be asked back for a better one.
+  // Tasks queued on the VM's busy slots (pipelining), by their queue key
+  // (make_room_for() asks back those worse than a task that waits).
   std::map<std::pair<QueueKey, Tid>, TaskRecord*> vm_queued_;
 };
 

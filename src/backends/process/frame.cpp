@@ -302,6 +302,11 @@ void decode_started(std::string_view payload, std::uint64_t& task, clock::time_p
   r.done();
 }
 
+std::string task_marker(std::int64_t pid) {
+  // Control characters around the pid: no task writes that by chance.
+  return "\x1e\x1f" "cos: task begins, worker " + std::to_string(pid) + "\x1f\x1e";
+}
+
 std::string encode_task(std::uint64_t task) {
   Writer w;
   w.num(task);

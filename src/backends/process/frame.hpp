@@ -113,6 +113,11 @@ Message decode_report(std::string_view payload);
 std::string encode_started(std::uint64_t task, clock::time_point started);
 void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started);
 
+// task_marker(pid) is what worker `pid` writes to its stdout and stderr
+// just before a queued call begins, so that the spawner can tell which
+// task wrote what (a queued call starts right after the result before it).
+std::string task_marker(std::int64_t pid);
+
 // A task id alone (cancel, withdraw, withdrawn).
 std::string encode_task(std::uint64_t task);
 std::uint64_t decode_task(std::string_view payload);

@@ -81,6 +81,8 @@ struct Slot {
     bool cancelled = false;    // cancel(): ends with `exit`, never runs
   };
   std::deque<Queued> queued{};
+  clock::time_point task_began{};  // when the running task began (spawner's clock)
+  bool runs_long = false;          // the running task serves a remote object (VM::runs_long)
   std::string output{};    // what the running task wrote
   bool output_truncated = false;
   // Set by pump() while it handles this slot's result pipe: its output
@@ -88,6 +90,17 @@ struct Slot {
   // readable, so a result needs no further read of them (see pump()).
   bool output_polled = false;
   std::string out_line{}, err_line{};  // partial lines waiting for their newline
+  // Task marks in the output (frame.hpp task_marker()): a worker writes one
+  // to stdout and stderr just before a queued call begins. What comes
+  // after k marks not yet matched by a `started` belongs to the k-th task
+  // after the running one: ahead_output[k-1].
+  std::string marker{};  // this worker's mark (empty until its hello)
+  struct Marks {
+    std::string held{};     // bytes that may be the start of a mark
+    std::size_t ahead = 0;  // marks seen beyond the running task
+  };
+  Marks out_marks{}, err_marks{};
+  std::deque<std::string> ahead_output{};
   clock::time_point deadline{};        // while starting: hello by then
   std::optional<Message> pending{};    // delivered once the replacement is ready
   int failed_starts = 0;
@@ -150,6 +163,14 @@ struct ProcessVM::Impl {
   std::optional<clock::duration> typical_run{};
   // queueing() says whether pipelining applies now (ProcessOptions::queue_under).
   bool queueing() const { return queue_depth > 0 && typical_run && *typical_run < queue_under; }
+  // can_queue() says whether a call may be queued on `s` now: it is busy
+  // with a task that began less than queue_under ago (a call queued behind
+  // a long one would wait for it while other workers may be free), and it
+  // has room.
+  bool can_queue(const Slot& s, clock::time_point now) const {
+    return s.state == detail::process::State::busy && !s.runs_long &&
+           s.queued.size() < static_cast<std::size_t>(queue_depth) && (s.task == 0 || now - s.task_began < queue_under);
+  }
   std::string startup_error;
   // pump() waits in epoll: a worker's descriptors are added once when it
   // starts (watch()) and removed before they are closed (close_watched()),
@@ -175,6 +196,7 @@ struct ProcessVM::Impl {
   // pump.cpp: moving bytes between the spawner and its workers.
   void pump(std::chrono::nanoseconds timeout);
   void watch(Slot& s);
+  void watch_or_reap(Slot& s);
   void watch_calls(Slot& s, bool on);
   void close_watched(int& fd);
   void send_frame(Slot& s, std::string frame);
@@ -184,6 +206,7 @@ struct ProcessVM::Impl {
   bool handle_frame(Slot& s, detail::Frame& f);
   void drain(Slot& s, Source which);
   void on_output(Slot& s, Source which, const char* data, std::size_t size);
+  void keep_output(Slot& s, Source which, std::size_t ahead, const char* data, std::size_t size);
   void flush_partial_lines(Slot& s);
   bool anything_to_wait_for() const;
 

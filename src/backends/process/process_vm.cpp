@@ -165,6 +165,8 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
   m.task_host.push_back(static_cast<std::uint32_t>(slot->host));
   slot->state = State::busy;
   slot->task = id;
+  slot->task_began = clock::now();
+  slot->runs_long = false;
   slot->output.clear();
   slot->output_truncated = false;
   m.send_frame(*slot, std::move(frame));

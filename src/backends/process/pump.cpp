@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include <cos/errors.hpp>
 
@@ -43,6 +45,7 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         auto pid = detail::decode_hello(f.payload);
         if (s.state != State::starting || pid <= 0 || pid == s.pid) throw FrameError("coop: unexpected hello frame");
         s.worker = static_cast<pid_t>(pid);
+        s.marker = detail::task_marker(pid);
         s.state = State::idle;
         s.failed_starts = 0;
         if (s.pending) {
@@ -75,6 +78,7 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         s.output.clear();
         s.output_truncated = false;
         s.task = 0;
+        s.runs_long = false;
         ready.push_back(std::move(m));
         settle(s);  // idle, unless calls are queued on it
         return true;
@@ -114,6 +118,10 @@ bool ProcessVM::Impl::handle_frames(Slot& s) {
   try {
     while (auto f = s.reader.next()) {
       if (!handle_frame(s, *f)) return false;
+      // Only the first frame was in the pipe when the wait saw it readable
+      // (and the output written before it with it); the output of a later
+      // one may still be in the pipes.
+      s.output_polled = false;
     }
   } catch (const FrameError& e) {
     lose(s, std::string("the worker sent a corrupt frame: ") + e.what());
@@ -149,11 +157,50 @@ void ProcessVM::Impl::drain(Slot& s, Source which) {
   }
 }
 
-// on_output() forwards whole lines to the spawner's stdout or stderr (one
-// write per batch, so lines of different workers do not mix) and keeps the
-// bytes as the running task's output.
+namespace {
+
+// partial_mark() is the length of the longest end of `text` that is the
+// start of `mark` (and not all of it).
+std::size_t partial_mark(std::string_view text, std::string_view mark) {
+  for (std::size_t n = std::min(text.size(), mark.size() - 1); n > 0; --n) {
+    if (text.substr(text.size() - n) == mark.substr(0, n)) return n;
+  }
+  return 0;
+}
+
+}  // namespace
+
+// on_output() takes bytes from a worker's stdout or stderr: it cuts them at
+// the worker's task marks (a queued call begins there) and hands each piece
+// to keep_output() for the task that wrote it.
 void ProcessVM::Impl::on_output(Slot& s, Source which, const char* data, std::size_t size) {
-  if (s.state == State::busy) {
+  Slot::Marks& marks = which == Source::out ? s.out_marks : s.err_marks;
+  if (s.marker.empty() || (marks.held.empty() && !std::memchr(data, s.marker[0], size))) {
+    keep_output(s, which, marks.ahead, data, size);  // no mark here: the common case, no copy
+    return;
+  }
+  marks.held.append(data, size);
+  std::string_view rest(marks.held);
+  for (std::size_t at; (at = rest.find(s.marker)) != std::string_view::npos;) {
+    keep_output(s, which, marks.ahead, rest.data(), at);
+    ++marks.ahead;
+    rest.remove_prefix(at + s.marker.size());
+  }
+  std::size_t keep = partial_mark(rest, s.marker);
+  keep_output(s, which, marks.ahead, rest.data(), rest.size() - keep);
+  marks.held = std::string(rest.substr(rest.size() - keep));
+}
+
+// keep_output() forwards whole lines to the spawner's stdout or stderr (one
+// write per batch, so lines of different workers do not mix) and keeps the
+// bytes as the output of the running task (ahead 0) or of a queued one.
+void ProcessVM::Impl::keep_output(Slot& s, Source which, std::size_t ahead, const char* data, std::size_t size) {
+  if (size == 0) return;
+  if (ahead > 0) {
+    if (s.ahead_output.size() < ahead) s.ahead_output.resize(ahead);
+    std::string& out = s.ahead_output[ahead - 1];
+    out.append(data, std::min(size, max_task_output - std::min(max_task_output, out.size())));
+  } else if (s.state == State::busy) {
     std::size_t room = max_task_output - std::min(max_task_output, s.output.size());
     s.output.append(data, std::min(room, size));
     if (size > room) s.output_truncated = true;
@@ -173,6 +220,11 @@ void ProcessVM::Impl::on_output(Slot& s, Source which, const char* data, std::si
 }
 
 void ProcessVM::Impl::flush_partial_lines(Slot& s) {
+  // Bytes held as the possible start of a mark were output after all.
+  for (auto [marks, which] : {std::pair{&s.out_marks, Source::out}, std::pair{&s.err_marks, Source::err}}) {
+    std::string held = std::exchange(marks->held, {});
+    keep_output(s, which, marks->ahead, held.data(), held.size());
+  }
   for (auto [line, fd] : {std::pair{&s.out_line, 1}, std::pair{&s.err_line, 2}}) {
     if (line->empty()) continue;
     line->push_back('\n');
@@ -294,7 +346,7 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
   timespec zero{};
   const bool pipelining =
       std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return !s.queued.empty(); });
-  if (pipelining && timeout != 0ns &&
+  if (pipelining && (timeout < 0ns || timeout >= 20us) &&
       spin.wait([&] { return (n = ::epoll_pwait2(epoll, events.data(), room, &zero, nullptr)) != 0; })) {
   } else {
     n = ::epoll_pwait2(epoll, events.data(), room, tsp, nullptr);

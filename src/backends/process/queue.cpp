@@ -18,6 +18,7 @@ namespace {
 using detail::FrameError;
 using detail::FrameKind;
 using detail::process::Slot;
+using detail::process::Source;
 using detail::process::State;
 
 }  // namespace
@@ -29,13 +30,18 @@ std::optional<TaskId> ProcessVM::queue(const Call& call, const std::optional<Hos
   if (!m.queueing()) return std::nullopt;
   // The busy slot with the fewest queued calls, round robin among equals.
   Slot* best = nullptr;
+  std::size_t best_k = 0;
+  const auto now = clock::now();
   for (std::size_t k = 0; k < m.slots.size(); ++k) {
     Slot& s = m.slots[(m.cursor + k) % m.slots.size()];
-    if (s.state != State::busy || s.queued.size() >= static_cast<std::size_t>(m.queue_depth)) continue;
-    if (want && s.host != *want) continue;
-    if (!best || s.queued.size() < best->queued.size()) best = &s;
+    if (!m.can_queue(s, now) || (want && s.host != *want)) continue;
+    if (!best || s.queued.size() < best->queued.size()) {
+      best = &s;
+      best_k = k;
+    }
   }
   if (!best) return std::nullopt;
+  m.cursor = (m.cursor + best_k + 1) % m.slots.size();
   std::uint64_t id = m.task_host.size() + 1;
   std::string frame =
       detail::encode_call_frame(FrameKind::queue, id, call, m.hosts[best->host].name());
@@ -59,18 +65,24 @@ int ProcessVM::queue_room() const {
   const Impl& m = *impl_;
   if (!m.queueing()) return 0;
   int room = 0;
+  const auto now = clock::now();
   for (const Slot& s : m.slots) {
-    if (s.state == State::busy) room += m.queue_depth - static_cast<int>(std::min<std::size_t>(s.queued.size(), m.queue_depth));
+    if (m.can_queue(s, now)) room += m.queue_depth - static_cast<int>(s.queued.size());
   }
   return room;
+}
+
+void ProcessVM::runs_long(const TaskId& task) {
+  if (Slot* s = impl_->busy_with(task.value())) s->runs_long = true;
 }
 
 std::vector<HostId> ProcessVM::hosts_with_queue_room() const {
   const Impl& m = *impl_;
   if (!m.queueing()) return {};
   std::vector<bool> room(m.hosts.size(), false);
+  const auto now = clock::now();
   for (const Slot& s : m.slots) {
-    if (s.state == State::busy && s.queued.size() < static_cast<std::size_t>(m.queue_depth)) room[s.host] = true;
+    if (m.can_queue(s, now)) room[s.host] = true;
   }
   std::vector<HostId> out;
   for (std::size_t i = 0; i < room.size(); ++i) {
@@ -126,8 +138,20 @@ bool ProcessVM::Impl::on_started(Slot& s, std::uint64_t task, clock::time_point 
   const bool cancelled = s.queued.front().cancelled;
   s.queued.pop_front();
   s.task = task;
+  s.task_began = clock::now();
+  // Its output is what came after its mark, which the worker wrote before
+  // this frame: read it now if it was not yet. What came between the
+  // previous result and the mark was not a task's.
+  for (auto [marks, which] : {std::pair{&s.out_marks, Source::out}, std::pair{&s.err_marks, Source::err}}) {
+    if (marks->ahead == 0) drain(s, which);
+    if (marks->ahead > 0) --marks->ahead;
+  }
   s.output.clear();
   s.output_truncated = false;
+  if (!s.ahead_output.empty()) {
+    s.output = std::move(s.ahead_output.front());
+    s.ahead_output.pop_front();
+  }
   if (cancelled) {
     kill_task(s);
     return false;

@@ -369,6 +369,8 @@ void serve_as_worker(const char* spec) {
 
   if (!posix::write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
 
+  const std::string marker = task_marker(::getpid());
+  bool last_queued = false;  // the last call run was a queued one
   Link link;
   link.calls = fd;
   link.calls_now = ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -376,8 +378,15 @@ void serve_as_worker(const char* spec) {
   const std::string machine = this_host_name();
   for (;;) {
     Link::Queued next;
-    // Frames already read are taken in first: a withdraw may be among them
-    // for a call queued before it. A `call` comes only to an idle worker.
+    // Before a queued call begins, what the spawner sent by now is taken
+    // in: a withdraw of it may be among that, also when the call itself was
+    // read long ago (with the call before it). A `call` comes only to an
+    // idle worker.
+    // While the spawner pipelines (the last call was queued), calls queued
+    // meanwhile are taken in too, so that the result waiting in `out` goes
+    // with the next call's `started`; otherwise the next call comes only
+    // after that result, and the look would cost a system call for nothing.
+    if (last_queued || !link.queued.empty() || link.reader.buffered() > 0) link.take_available();
     std::optional<Frame> call;
     while (auto frame = link.buffered()) {
       if (frame->kind == FrameKind::call) {
@@ -387,14 +396,20 @@ void serve_as_worker(const char* spec) {
       link.absorb(*frame);
     }
     const bool pipelined = !call && !link.queued.empty();
+    last_queued = pipelined;
     if (call) {
       if (!link.queued.empty()) die(70, "a call from the spawner while calls are queued");
+      if (!link.send()) std::_Exit(0);
       Link::decode(*call, next);
     } else if (pipelined) {
-      // A queued call begins: the spawner learns it with the previous
-      // result, in the same write.
+      // A queued call begins: its mark goes to the output pipes (the
+      // spawner keeps output per task, and this call's first output could
+      // otherwise be read before the previous result is taken in), and the
+      // spawner learns it with the previous result, in the same write.
       next = std::move(link.queued.front());
       link.queued.pop_front();
+      posix::write_all(1, marker, false);
+      posix::write_all(2, marker, false);
       if (!link.send(encode_frame(FrameKind::started, encode_started(next.task, clock::now())))) std::_Exit(0);
     } else {
       if (!link.send()) std::_Exit(0);  // withdrawn frames, if any
@@ -423,17 +438,8 @@ void serve_as_worker(const char* spec) {
       result.payload = std::string("the result of ") + next.call.function + " is too large to send: " + e.what();
       reply = encode_result_frame(next.task, result);
     }
-    link.out += reply;
-    // Calls queued meanwhile, and withdraws of queued ones, before the
-    // result leaves: it then goes with the next call's `started`. Only
-    // while the spawner pipelines (this call was queued): otherwise the
-    // next call comes only after this result, and the look would cost a
-    // system call for nothing.
-    if (pipelined || !link.queued.empty()) link.take_available();
-    if (link.queued.empty() && !link.send()) std::_Exit(0);
-    // After the result, not before: the spawner takes it in and prepares
-    // the next call meanwhile (a system call less on the way of each task).
-    reap_orphans(result);
+    link.out += reply;  // sent at the top of the loop, with what follows it
+    reap_orphans(result);  // a system call only when the task may have left a child
   }
 }
 

@@ -76,6 +76,11 @@ void ProcessVM::Impl::spawn(Slot& s) {
   s.state = State::starting;
   s.reader = FrameReader{};
   s.task = 0;
+  s.runs_long = false;
+  s.marker.clear();
+  s.out_marks = {};
+  s.err_marks = {};
+  s.ahead_output.clear();
   s.output.clear();
   s.output_truncated = false;
   s.deadline = clock::now() + start_timeout;
@@ -150,7 +155,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
     s.call_reader = child_calls;
     s.pid = pid;
     s.pidfd = posix::open_pidfd(pid);
-    watch(s);
+    watch_or_reap(s);
     return;
   }
   pid_t parent = ::getpid();
@@ -219,7 +224,20 @@ void ProcessVM::Impl::spawn(Slot& s) {
   }
   s.pid = pid;
   s.pidfd = posix::open_pidfd(pid);
-  watch(s);
+  watch_or_reap(s);
+}
+
+// watch_or_reap() adds the new worker's descriptors to the epoll set; if
+// that fails, the worker is ended and its descriptors closed before the
+// error goes on (a slot must not keep a process or descriptors it cannot
+// watch).
+void ProcessVM::Impl::watch_or_reap(Slot& s) {
+  try {
+    watch(s);
+  } catch (...) {
+    reap(s);
+    throw;
+  }
 }
 
 // reap() ends the worker of `s` (if it still runs) with every process below
