@@ -5,6 +5,12 @@
 #include <cos/cos.hpp>
 
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -28,6 +34,7 @@
 #include <catch2/catch.hpp>
 
 #include "backends/process/frame.hpp"
+#include "test_support.hpp"
 
 using namespace std::chrono_literals;
 using coop::Message;
@@ -937,4 +944,47 @@ TEST_CASE("process vm: a call to a worker that died while idle is lost without a
   struct sigaction now {};
   REQUIRE(::sigaction(SIGPIPE, nullptr, &now) == 0);
   CHECK(now.sa_handler == SIG_DFL);  // the process-wide disposition is untouched
+}
+
+// Kernels before Linux 5.11 (and seccomp filters that predate it) have no
+// epoll_pwait2: ProcessVM then waits in epoll_wait, with its timeouts rounded
+// up to milliseconds. A seccomp filter in a child of the test makes the
+// system call fail with ENOSYS there (the workers, started from the child,
+// inherit it).
+TEST_CASE("process vm: without epoll_pwait2 (old kernels) it waits in epoll_wait") {
+  auto r = cos_test::in_child([] {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_epoll_pwait2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+      return 10;
+    }
+    timespec zero{};
+    epoll_event e{};
+    int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (::epoll_pwait2(ep, &e, 1, &zero, nullptr) != -1 || errno != ENOSYS) return 11;  // the filter works
+    ::close(ep);
+    coop::ProcessVM vm(2);
+    auto t0 = coop::clock::now();
+    if (vm.receive(3ms)) return 12;  // nothing runs: a short timeout still ends
+    if (coop::clock::now() - t0 < 3ms) return 13;
+    auto a = vm.start(call("square", 9), std::nullopt);
+    auto b = vm.start(call("slow_square", 3, 20), std::nullopt);
+    if (!a || !b) return 14;
+    int sum = 0;
+    for (int k = 0; k < 2; ++k) {
+      auto m = vm.receive(5s);
+      if (!m || m->kind != Message::Kind::result || !m->ok) return 15;
+      int v = 0;
+      coop::detail::from_bytes(m->payload, v);
+      sum += v;
+    }
+    return sum == 81 + 9 ? 0 : 16;
+  });
+  CHECK(r.exited);
+  CHECK(r.code == 0);
 }

@@ -34,6 +34,25 @@ using detail::process::max_task_output;
 using posix::close_fd;
 using posix::errno_text;
 
+// epoll_wait_for() is epoll_pwait2 (a timeout in nanoseconds: receive()'s
+// timeouts are finer than milliseconds), or on kernels before Linux 5.11,
+// and where a seccomp filter refuses it, epoll_wait with the timeout
+// rounded up to whole milliseconds. `timeout` null: without limit.
+int epoll_wait_for(int epoll, epoll_event* events, int room, const timespec* timeout) {
+  static bool fine_timeouts = true;
+  if (fine_timeouts) {
+    int n = ::epoll_pwait2(epoll, events, room, timeout, nullptr);
+    if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return n;
+    fine_timeouts = false;
+  }
+  int ms = -1;
+  if (timeout) {
+    long long ns = static_cast<long long>(timeout->tv_sec) * 1'000'000'000 + timeout->tv_nsec;
+    ms = static_cast<int>(std::min<long long>((ns + 999'999) / 1'000'000, 1 << 30));
+  }
+  return ::epoll_wait(epoll, events, room, ms);
+}
+
 }  // namespace
 
 // handle_frame() takes one frame from the worker of `s`; returns false when
@@ -347,9 +366,9 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
   const bool pipelining =
       std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return !s.queued.empty(); });
   if (pipelining && (timeout < 0ns || timeout >= 20us) &&
-      spin.wait([&] { return (n = ::epoll_pwait2(epoll, events.data(), room, &zero, nullptr)) != 0; })) {
+      spin.wait([&] { return (n = epoll_wait_for(epoll, events.data(), room, &zero)) != 0; })) {
   } else {
-    n = ::epoll_pwait2(epoll, events.data(), room, tsp, nullptr);
+    n = epoll_wait_for(epoll, events.data(), room, tsp);
   }
   if (n < 0) {
     if (errno == EINTR) return;
