@@ -378,14 +378,13 @@ void serve_as_worker(const char* spec) {
   const std::string machine = this_host_name();
   for (;;) {
     Link::Queued next;
-    // Before a queued call begins, what the spawner sent by now is taken
-    // in: a withdraw of it may be among that, also when the call itself was
-    // read long ago (with the call before it). A `call` comes only to an
-    // idle worker.
-    // While the spawner pipelines (the last call was queued), calls queued
-    // meanwhile are taken in too, so that the result waiting in `out` goes
-    // with the next call's `started`; otherwise the next call comes only
-    // after that result, and the look would cost a system call for nothing.
+    // What the spawner has sent by now is taken in before a queued call
+    // begins (a withdraw of it may be there, also when the call itself was
+    // read long ago, with the one before it), and while the spawner
+    // pipelines (the last call was queued), so that the result waiting in
+    // `out` goes with the next call's `started`. Otherwise the next call
+    // comes only after that result, and a look would cost a system call for
+    // nothing. A `call` comes only to an idle worker.
     if (last_queued || !link.queued.empty() || link.reader.buffered() > 0) link.take_available();
     std::optional<Frame> call;
     while (auto frame = link.buffered()) {
