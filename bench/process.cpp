@@ -351,10 +351,40 @@ BENCHMARK_CAPTURE(dispatch_efficiency, 5ms, 5000, 100)->Name("dispatch efficienc
 BENCHMARK_CAPTURE(dispatch_efficiency, 1ms, 1000, 2000)->Name("dispatch efficiency, ProcessVM(2), 1 ms jobs")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// whole_program() is the loop of one side as a program of its own, for
+// timing from outside (farm-bench --vs '... --pipe-loop T N' -- ... --cos-loop
+// T N): T empty tasks on N workers, the C pipe loop or cos's dispatch on
+// ProcessVM(N) (pipelined, as by default), after a warm-up; prints us/task.
+int whole_program(const std::string& mode, int tasks, int workers) {
+  const int warmup = 50 * workers;
+  auto t0 = Clock::now();
+  if (mode == "--pipe-loop") {
+    PipeWorkers pipes(workers);
+    pipes.run(warmup);
+    t0 = Clock::now();
+    pipes.run(tasks);
+  } else {
+    coop::run(
+        [&] {
+          std::vector<coop::Job<void>> list(static_cast<std::size_t>(warmup), coop::job(empty));
+          coop::dispatch(list);
+          list.assign(static_cast<std::size_t>(tasks), coop::job(empty));
+          t0 = Clock::now();
+          coop::dispatch(list);
+        },
+        coop::Options{.vm = std::make_shared<coop::ProcessVM>(workers)});
+  }
+  std::printf("%s: %.2f us per task\n", mode.c_str(), ns_since(t0) * 1e-3 / tasks);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   coop::init(argc, argv);  // a worker serves tasks here and never returns
+  if (argc == 4 && (std::string(argv[1]) == "--pipe-loop" || std::string(argv[1]) == "--cos-loop")) {
+    return whole_program(argv[1], std::atoi(argv[2]), std::atoi(argv[3]));
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
