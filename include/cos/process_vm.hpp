@@ -133,8 +133,10 @@ class COS_API ProcessVM final : public VM {
   int queue_room() const override;
   std::vector<HostId> hosts_with_queue_room() const override;
   // receive() blocks the thread up to `timeout` for the next message,
-  // polling every worker at once (it never spins): `result`, `exit`,
-  // `worker_lost`, and for queued calls `started` and `withdrawn`.
+  // waiting on every worker at once (epoll): `result`, `exit`,
+  // `worker_lost`, and for queued calls `started` and `withdrawn`. It
+  // spins for up to 20 us before it sleeps only while workers hold queued
+  // calls (their results then come every few microseconds).
   // Zero only polls. A negative timeout waits until a message arrives, but
   // returns nullopt at once when no task runs and no worker is starting
   // (nothing could arrive). It also returns nullopt early when a replacement
