@@ -120,22 +120,34 @@ bool RemotePool::start_on_vm(TaskRecord* rec) {
   RemoteTask& job = task_of(rec);
   std::optional<TaskId> id = vm_->start(job.call, job.bound_host);
   if (!id) return false;
-  ++job.attempts;
-  job.task_id = id;
-  job.host = vm_->host_of(*id);
+  taken(rec, *id);
   job.timing.started = clock::now();
-  running_.emplace(*id, rec);
   if (job.object) {
     vm_->runs_long(*id);  // it serves until the object closes: nothing may queue behind it
     objects_.insert(job.object.get());
     job.object->on_started(*id, *job.host);
   }
-  if (job.timeout) {
-    engine_.add_timer(job.timing.started + std::chrono::ceil<clock::duration>(*job.timeout), &on_timer, this,
-                      rec, static_cast<std::uint64_t>(job.attempts));
-  }
+  arm_timeout(rec, job.timing.started);
   if (job.spawner) engine_.unpark(std::exchange(job.spawner, nullptr));
   return true;
+}
+
+// taken() records that the VM took `rec` as task `id`, to run now or queued.
+void RemotePool::taken(TaskRecord* rec, const TaskId& id) {
+  RemoteTask& job = task_of(rec);
+  ++job.attempts;
+  job.task_id = id;
+  job.host = vm_->host_of(id);
+  running_.emplace(id, rec);
+}
+
+// arm_timeout() starts the timeout of the attempt of `rec` that began at
+// `from`, if it has one.
+void RemotePool::arm_timeout(TaskRecord* rec, clock::time_point from) {
+  RemoteTask& job = task_of(rec);
+  if (!job.timeout) return;
+  engine_.add_timer(from + std::chrono::ceil<clock::duration>(*job.timeout), &on_timer, this, rec,
+                    static_cast<std::uint64_t>(job.attempts));
 }
 
 // queue_on_vm() queues a task behind a busy slot's running task (VM::queue):
@@ -145,11 +157,8 @@ bool RemotePool::queue_on_vm(TaskRecord* rec) {
   RemoteTask& job = task_of(rec);
   std::optional<TaskId> id = vm_->queue(job.call, job.bound_host);
   if (!id) return false;
-  ++job.attempts;
-  job.task_id = id;
-  job.host = vm_->host_of(*id);
+  taken(rec, *id);
   job.vm_queued = true;
-  running_.emplace(*id, rec);
   vm_queued_.emplace(std::pair{job.queue_key, rec->tid}, rec);
   if (job.spawner) engine_.unpark(std::exchange(job.spawner, nullptr));
   return true;
@@ -290,10 +299,7 @@ void RemotePool::on_message(Message&& m) {
     job.timing.started = m.started;
     if (job.vm_queued) {  // it begins now: its timeout counts from here
       forget_vm_queued(rec);
-      if (job.timeout) {
-        engine_.add_timer(clock::now() + std::chrono::ceil<clock::duration>(*job.timeout), &on_timer, this, rec,
-                          static_cast<std::uint64_t>(job.attempts));
-      }
+      arm_timeout(rec, clock::now());
     }
     return;
   }

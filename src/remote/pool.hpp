@@ -118,6 +118,8 @@ class RemotePool final : public EventSource {
 
   bool start_on_vm(TaskRecord* rec);
   bool queue_on_vm(TaskRecord* rec);
+  void taken(TaskRecord* rec, const TaskId& id);
+  void arm_timeout(TaskRecord* rec, clock::time_point from);
   TaskRecord* next_queued(const std::vector<HostId>& hosts) const;
   void make_room_for(TaskRecord* rec);
   void forget_vm_queued(TaskRecord* rec);

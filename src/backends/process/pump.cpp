@@ -336,10 +336,12 @@ void ProcessVM::Impl::close_watched(int& fd) {
 // handles what it finds.
 void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
   std::optional<clock::time_point> next_deadline;
+  bool pipelining = false;  // a worker holds queued calls
   for (Slot& s : slots) {
     if (s.state == State::down) continue;
     if (s.state == State::starting && (!next_deadline || s.deadline < *next_deadline)) next_deadline = s.deadline;
     watch_calls(s, s.has_unsent());
+    pipelining = pipelining || !s.queued.empty();
   }
   if (next_deadline) {
     auto until = std::max(std::chrono::nanoseconds(0), *next_deadline - clock::now());
@@ -363,13 +365,9 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
   int n = 0;
   const int room = static_cast<int>(events.size());
   timespec zero{};
-  const bool pipelining =
-      std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return !s.queued.empty(); });
-  if (pipelining && (timeout < 0ns || timeout >= 20us) &&
-      spin.wait([&] { return (n = epoll_wait_for(epoll, events.data(), room, &zero)) != 0; })) {
-  } else {
-    n = epoll_wait_for(epoll, events.data(), room, tsp);
-  }
+  const bool spun = pipelining && (timeout < 0ns || timeout >= 20us) &&
+                    spin.wait([&] { return (n = epoll_wait_for(epoll, events.data(), room, &zero)) != 0; });
+  if (!spun) n = epoll_wait_for(epoll, events.data(), room, tsp);
   if (n < 0) {
     if (errno == EINTR) return;
     throw Error(errno_text("coop::ProcessVM: epoll_wait"));

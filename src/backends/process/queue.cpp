@@ -6,6 +6,7 @@
 #include <cos/process_vm.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <utility>
 
 #include <cos/errors.hpp>
@@ -20,6 +21,26 @@ using detail::FrameKind;
 using detail::process::Slot;
 using detail::process::Source;
 using detail::process::State;
+
+std::deque<Slot::Queued>::iterator find_queued(Slot& s, std::uint64_t task) {
+  return std::find_if(s.queued.begin(), s.queued.end(), [task](const Slot::Queued& q) { return q.task == task; });
+}
+
+// unrun() is the message that ends a queued call that never began:
+// `withdrawn`, or `exit` when it was cancelled.
+Message unrun(const Slot::Queued& q, const HostId& host) {
+  Message m;
+  m.task = TaskId(q.task);
+  m.host = host;
+  if (q.cancelled) {
+    m.kind = Message::Kind::exit;
+    m.reason = "cancelled";
+    m.completed = clock::now();
+  } else {
+    m.kind = Message::Kind::withdrawn;
+  }
+  return m;
+}
 
 }  // namespace
 
@@ -94,16 +115,15 @@ std::vector<HostId> ProcessVM::hosts_with_queue_room() const {
 // queued_on() is the slot where `task` waits, and its place there.
 std::optional<std::pair<Slot*, std::size_t>> ProcessVM::Impl::queued_on(std::uint64_t task) {
   for (Slot& s : slots) {
-    for (std::size_t i = 0; i < s.queued.size(); ++i) {
-      if (s.queued[i].task == task) return std::pair{&s, i};
-    }
+    auto it = find_queued(s, task);
+    if (it != s.queued.end()) return std::pair{&s, static_cast<std::size_t>(it - s.queued.begin())};
   }
   return std::nullopt;
 }
 
 // send_withdraw() asks the worker of `s` to drop queued `task` (once).
 void ProcessVM::Impl::send_withdraw(Slot& s, std::uint64_t task) {
-  auto it = std::find_if(s.queued.begin(), s.queued.end(), [task](const Slot::Queued& q) { return q.task == task; });
+  auto it = find_queued(s, task);
   if (it == s.queued.end() || it->withdrawing) return;
   it->withdrawing = true;
   send_frame(s, detail::encode_frame(FrameKind::withdraw, detail::encode_task(task)));  // may lose(s)
@@ -112,19 +132,7 @@ void ProcessVM::Impl::send_withdraw(Slot& s, std::uint64_t task) {
 // withdraw_all() gives back every call queued on `s` (its worker is gone or
 // being killed): `withdrawn`, or `exit` for those cancelled.
 void ProcessVM::Impl::withdraw_all(Slot& s) {
-  for (const Slot::Queued& q : s.queued) {
-    Message m;
-    m.task = TaskId(q.task);
-    m.host = hosts[s.host];
-    if (q.cancelled) {
-      m.kind = Message::Kind::exit;
-      m.reason = "cancelled";
-      m.completed = clock::now();
-    } else {
-      m.kind = Message::Kind::withdrawn;
-    }
-    ready.push_back(std::move(m));
-  }
+  for (const Slot::Queued& q : s.queued) ready.push_back(unrun(q, hosts[s.host]));
   s.queued.clear();
 }
 
@@ -167,22 +175,12 @@ bool ProcessVM::Impl::on_started(Slot& s, std::uint64_t task, clock::time_point 
 
 // on_withdrawn() takes a worker's `withdrawn`: a queued call it dropped.
 void ProcessVM::Impl::on_withdrawn(Slot& s, std::uint64_t task) {
-  auto it = std::find_if(s.queued.begin(), s.queued.end(), [task](const Slot::Queued& q) { return q.task == task; });
+  auto it = find_queued(s, task);
   if (s.state != State::busy || it == s.queued.end() || !it->withdrawing) {
     throw FrameError("coop: unexpected withdrawn frame");
   }
-  Message m;
-  m.task = TaskId(task);
-  m.host = hosts[s.host];
-  if (it->cancelled) {
-    m.kind = Message::Kind::exit;
-    m.reason = "cancelled";
-    m.completed = clock::now();
-  } else {
-    m.kind = Message::Kind::withdrawn;
-  }
+  ready.push_back(unrun(*it, hosts[s.host]));
   s.queued.erase(it);
-  ready.push_back(std::move(m));
   settle(s);
 }
 
