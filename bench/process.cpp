@@ -4,9 +4,10 @@
 //   dispatch() of empty jobs; cos_ns is the wall time per task. Two kinds of
 //   row: "one call per slot" (ProcessOptions::queue = 0: dispatch keeps one
 //   job in flight per slot, the C loop's ping-pong), target ratio 0.8; and
-//   "pipelined" (the default queue of 2: dispatch keeps 3 jobs per slot in
-//   flight, and a worker starts its next call without a round trip), which
-//   no ping-pong can match, target 1.5. Two baselines with n worker processes:
+//   "pipelined" (the default options: a worker holds up to 16 calls behind
+//   its running one, dispatch keeps that many more in flight, and a worker
+//   starts its next call without a round trip), which no ping-pong can
+//   match, target 1.5. Two baselines with n worker processes:
 //   - baseline_ns: a plain C pipe request/reply loop (the practical limit):
 //     n forked children, each with a request pipe and a reply pipe; the
 //     parent writes a 32-byte request to each, then polls all reply pipes at
@@ -283,7 +284,7 @@ void empty_tasks(benchmark::State& state, int workers, bool pipelined) {
             }
           },
           coop::Options{.vm = std::make_shared<coop::ProcessVM>(
-                            workers, coop::ProcessOptions{.queue = pipelined ? 2 : 0})});
+                            workers, pipelined ? coop::ProcessOptions{} : coop::ProcessOptions{.queue = 0})});
       pipes.stop();
       if (!pipelined) py_ns = python_empty_tasks(workers, py_tasks, warmup);
     } catch (const std::exception& e) {

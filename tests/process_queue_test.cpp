@@ -252,14 +252,14 @@ TEST_CASE("queue: by default only short tasks are pipelined: nothing queues behi
   coop::run(
       [] {
         auto& vm = *coop::Scheduler::current().vm();
-        CHECK(vm.queue_capacity() == 2);
+        CHECK(vm.queue_capacity() == 16);
         auto first = coop::spawn(coop::Spawn{.remote = true}, nap, 0, 0);
         CHECK(vm.queue_room() == 0);  // no run time seen yet
         first.join();
         // Short tasks seen: a spawn beyond the free slots queues on the VM.
         for (int i = 0; i < 8; ++i) coop::spawn(coop::Spawn{.remote = true}, nap, 0, 0).join();
         auto busy = coop::spawn(coop::Spawn{.remote = true}, nap, 30, -1);
-        CHECK(vm.queue_room() == 2);
+        CHECK(vm.queue_room() > 0);  // up to 16, fewer when these tasks took over 1 ms / 16
         auto a = coop::spawn(queued(), nap, 0, 1);
         wait_until_on_vm({&a});
         CHECK(a.timing().started == coop::clock::time_point{});  // queued: it has not begun
@@ -276,6 +276,32 @@ TEST_CASE("queue: by default only short tasks are pipelined: nothing queues behi
         long_one.join();
       },
       coop::Options{.vm = std::make_shared<coop::ProcessVM>(1, coop::ProcessOptions{})});
+}
+
+TEST_CASE("queue: a worker holds about queue_under of work: fewer calls for longer tasks") {
+  coop::run(
+      [] {
+        auto& vm = *coop::Scheduler::current().vm();
+        CHECK(vm.queue_capacity() == 16);
+        // Tasks of 20 ms against 200 ms of queued work: 10 calls, or fewer
+        // when a loaded machine makes the naps longer; never the 16 allowed.
+        for (int i = 0; i < 8; ++i) coop::spawn(coop::Spawn{.remote = true}, nap, 20, 0).join();
+        auto busy = coop::spawn(coop::Spawn{.remote = true}, nap, 100, -1);
+        const int room = vm.queue_room();
+        CHECK(room >= 3);
+        CHECK(room <= 10);
+        std::vector<coop::Task<int>> queued_calls;
+        for (int i = 0; i < room + 1; ++i) queued_calls.push_back(coop::spawn(queued(), nap, 0, i));
+        std::vector<coop::Task<int>*> on_vm;
+        for (int i = 0; i < room; ++i) on_vm.push_back(&queued_calls[static_cast<std::size_t>(i)]);
+        wait_until_on_vm(on_vm);
+        CHECK(vm.queue_room() == 0);
+        CHECK_FALSE(queued_calls.back().task_id().has_value());  // beyond the depth: waits in the scheduler
+        CHECK(busy.join() == -1);
+        for (int i = 0; i <= room; ++i) CHECK(queued_calls[static_cast<std::size_t>(i)].join() == i);
+      },
+      coop::Options{.vm = std::make_shared<coop::ProcessVM>(
+                        1, coop::ProcessOptions{.queue = 16, .queue_under = 200ms})});
 }
 
 TEST_CASE("queue: a dispatch keeps a job per slot and the queue depth in flight, and every result comes once") {

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +73,7 @@ struct Slot {
   // with something else).
   std::string unsent{};
   std::size_t unsent_from = 0;
+  bool held = false;  // `unsent` holds frames kept back for the next pump (send_frame)
   std::uint64_t task = 0;  // while busy: the running task (0 between a result and the next queued call)
   // Calls sent with `queue` frames that have not begun, in order: the slot
   // stays busy while it holds any.
@@ -156,6 +158,7 @@ struct ProcessVM::Impl {
   bool constructing = true;
   bool finalized = false;
   bool slot_freed = false;  // a replacement became ready (no message says so)
+  bool any_held = false;    // some slot holds frames back (Slot::held)
   std::chrono::nanoseconds start_timeout = detail::process::default_start_timeout;
   int queue_depth = 0;
   std::chrono::nanoseconds queue_under{};
@@ -163,13 +166,21 @@ struct ProcessVM::Impl {
   std::optional<clock::duration> typical_run{};
   // queueing() says whether pipelining applies now (ProcessOptions::queue_under).
   bool queueing() const { return queue_depth > 0 && typical_run && *typical_run < queue_under; }
+  // depth() is how many calls a worker may hold now: ProcessOptions::queue,
+  // or fewer, so that what waits behind a running task is about queue_under
+  // of work by the recent run times (at least one call).
+  std::size_t depth() const {
+    const auto max = static_cast<std::size_t>(queue_depth);
+    if (!typical_run || typical_run->count() <= 0) return max;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(queue_under / *typical_run), 1, max);
+  }
   // can_queue() says whether a call may be queued on `s` now: it is busy
   // with a task that began less than queue_under ago (a call queued behind
   // a long one would wait for it while other workers may be free), and it
   // has room.
   bool can_queue(const Slot& s, clock::time_point now) const {
-    return s.state == detail::process::State::busy && !s.runs_long &&
-           s.queued.size() < static_cast<std::size_t>(queue_depth) && (s.task == 0 || now - s.task_began < queue_under);
+    return s.state == detail::process::State::busy && !s.runs_long && s.queued.size() < depth() &&
+           (s.task == 0 || now - s.task_began < queue_under);
   }
   std::string startup_error;
   // pump() waits in epoll: a worker's descriptors are added once when it
@@ -199,12 +210,13 @@ struct ProcessVM::Impl {
   void watch_or_reap(Slot& s);
   void watch_calls(Slot& s, bool on);
   void close_watched(int& fd);
-  void send_frame(Slot& s, std::string frame);
+  void send_frame(Slot& s, std::string frame, bool hold = false);
+  void send_held();
   bool flush_unsent(Slot& s);
   void on_results(Slot& s);
   bool handle_frames(Slot& s);
   bool handle_frame(Slot& s, detail::Frame& f);
-  void drain(Slot& s, Source which);
+  void drain(Slot& s, Source which, bool to_end = false);
   void on_output(Slot& s, Source which, const char* data, std::size_t size);
   void keep_output(Slot& s, Source which, std::size_t ahead, const char* data, std::size_t size);
   void flush_partial_lines(Slot& s);

@@ -225,8 +225,8 @@ void ProcessVM::cancel(const TaskId& task) {
 // worker (with the processes below it) and starting another; the calls
 // queued on it are withdrawn.
 void ProcessVM::Impl::kill_task(Slot& s) {
-  drain(s, Source::out);
-  drain(s, Source::err);
+  drain(s, Source::out, true);
+  drain(s, Source::err, true);
   flush_partial_lines(s);
   reap(s);
   withdraw_all(s);

@@ -161,13 +161,19 @@ void ProcessVM::Impl::on_results(Slot& s) {
   lose(s, "");  // end of stream or a broken pipe: the worker is gone
 }
 
-void ProcessVM::Impl::drain(Slot& s, Source which) {
+// drain() reads what the pipe holds now; `to_end` also reads on until the
+// end of the stream shows, for a worker that is gone or going. A short read
+// emptied the pipe: without `to_end` it ends the drain (a read more would
+// only say EAGAIN; with the task marks of pipelined calls that was every
+// other read of the spawner).
+void ProcessVM::Impl::drain(Slot& s, Source which, bool to_end) {
   int& fd = which == Source::out ? s.out : s.err;
   char buf[1 << 16];
   while (fd >= 0) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
       on_output(s, which, buf, static_cast<std::size_t>(n));
+      if (!to_end && static_cast<std::size_t>(n) < sizeof buf) break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -262,14 +268,36 @@ bool ProcessVM::Impl::anything_to_wait_for() const {
 // call, a withdraw, a delivery): what the call pipe takes now goes at once,
 // the rest waits in `unsent`, behind what already waits there, for pump().
 // A worker found gone is lost (its task gets worker_lost).
-void ProcessVM::Impl::send_frame(Slot& s, std::string frame) {
+//
+// `hold` keeps the frame back until the next pump() (or a frame sent
+// without it), so that the calls queued on a busy worker between two waits
+// go in one write: a queued call is not needed before the running task
+// ends, and the spawner waits (pumps) again before it can learn that end.
+void ProcessVM::Impl::send_frame(Slot& s, std::string frame, bool hold) {
   if (s.has_unsent()) {
     s.unsent.append(frame);
   } else {
     s.unsent = std::move(frame);
     s.unsent_from = 0;
   }
+  if (hold) {
+    s.held = true;
+    any_held = true;
+    return;
+  }
+  s.held = false;
   if (!flush_unsent(s)) lose(s, "");
+}
+
+// send_held() sends the frames that send_frame() held back.
+void ProcessVM::Impl::send_held() {
+  if (!any_held) return;
+  any_held = false;
+  for (Slot& s : slots) {
+    if (!s.held) continue;
+    s.held = false;
+    if (!flush_unsent(s)) lose(s, "");
+  }
 }
 
 // flush_unsent() sends what the call pipe of `s` takes without blocking;
@@ -335,6 +363,7 @@ void ProcessVM::Impl::close_watched(int& fd) {
 // have something, or for a call pipe with unsent bytes to take more, and
 // handles what it finds.
 void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
+  send_held();
   std::optional<clock::time_point> next_deadline;
   bool pipelining = false;  // a worker holds queued calls
   for (Slot& s : slots) {

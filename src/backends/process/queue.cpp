@@ -68,7 +68,7 @@ std::optional<TaskId> ProcessVM::queue(const Call& call, const std::optional<Hos
       detail::encode_call_frame(FrameKind::queue, id, call, m.hosts[best->host].name());
   m.task_host.push_back(static_cast<std::uint32_t>(best->host));
   best->queued.push_back(Slot::Queued{id});
-  m.send_frame(*best, std::move(frame));  // a worker found gone withdraws it (lose())
+  m.send_frame(*best, std::move(frame), true);  // sent at the next wait; a worker found gone withdraws it (lose())
   return TaskId(id);
 }
 
@@ -88,7 +88,7 @@ int ProcessVM::queue_room() const {
   int room = 0;
   const auto now = clock::now();
   for (const Slot& s : m.slots) {
-    if (m.can_queue(s, now)) room += m.queue_depth - static_cast<int>(s.queued.size());
+    if (m.can_queue(s, now)) room += static_cast<int>(m.depth() - s.queued.size());
   }
   return room;
 }
@@ -126,7 +126,7 @@ void ProcessVM::Impl::send_withdraw(Slot& s, std::uint64_t task) {
   auto it = find_queued(s, task);
   if (it == s.queued.end() || it->withdrawing) return;
   it->withdrawing = true;
-  send_frame(s, detail::encode_frame(FrameKind::withdraw, detail::encode_task(task)));  // may lose(s)
+  send_frame(s, detail::encode_frame(FrameKind::withdraw, detail::encode_task(task)), true);  // may lose(s)
 }
 
 // withdraw_all() gives back every call queued on `s` (its worker is gone or

@@ -379,13 +379,19 @@ void serve_as_worker(const char* spec) {
   for (;;) {
     Link::Queued next;
     // What the spawner has sent by now is taken in before a queued call
-    // begins (a withdraw of it may be there, also when the call itself was
-    // read long ago, with the one before it), and while the spawner
-    // pipelines (the last call was queued), so that the result waiting in
-    // `out` goes with the next call's `started`. Otherwise the next call
-    // comes only after that result, and a look would cost a system call for
-    // nothing. A `call` comes only to an idle worker.
-    if (last_queued || !link.queued.empty() || link.reader.buffered() > 0) link.take_available();
+    // begins when at most `look_within` calls are left (a withdraw of one
+    // may be there, and more calls to keep the queue from running dry), and
+    // while the spawner pipelines (the last call was queued), so that the
+    // result waiting in `out` goes with the next call's `started`.
+    // Otherwise the next call comes only after that result, and a look
+    // would cost a system call for nothing. With a deeper queue, a withdraw
+    // is seen once the calls ahead of it are down to `look_within` (the
+    // spawner queues about ProcessOptions::queue_under of work at most). A
+    // `call` comes only to an idle worker.
+    constexpr std::size_t look_within = 2;
+    if (((last_queued || !link.queued.empty()) && link.queued.size() <= look_within) || link.reader.buffered() > 0) {
+      link.take_available();
+    }
     std::optional<Frame> call;
     while (auto frame = link.buffered()) {
       if (frame->kind == FrameKind::call) {

@@ -275,6 +275,7 @@ std::string ProcessVM::Impl::reap(Slot& s, std::chrono::milliseconds grace) {
   s.reader = FrameReader{};
   s.unsent.clear();
   s.unsent_from = 0;
+  s.held = false;
   return how;
 }
 
@@ -331,8 +332,8 @@ void ProcessVM::Impl::lose(Slot& s, std::string why) {
       why = std::string("the worker sent a corrupt frame: ") + e.what();
     }
   }
-  drain(s, Source::out);
-  drain(s, Source::err);
+  drain(s, Source::out, true);
+  drain(s, Source::err, true);
   flush_partial_lines(s);
   pid_t pid = s.worker > 0 ? s.worker : s.pid;
   // A worker that ended on its own: its keeper ends the tree below and then
@@ -378,8 +379,8 @@ void ProcessVM::Impl::check_start_deadlines() {
   auto now = clock::now();
   for (Slot& s : slots) {
     if (s.state == State::starting && now >= s.deadline) {
-      drain(s, Source::out);
-      drain(s, Source::err);
+      drain(s, Source::out, true);
+      drain(s, Source::err, true);
       flush_partial_lines(s);
       pid_t pid = s.worker > 0 ? s.worker : s.pid;
       reap(s);
@@ -430,8 +431,8 @@ void ProcessVM::Impl::shutdown() {
           continue;
         }
       }
-      drain(*s, Source::out);
-      drain(*s, Source::err);
+      drain(*s, Source::out, true);
+      drain(*s, Source::err, true);
       int status = 0;
       wait_keeper(s->pid, status, true);
       s->pid = -1;
@@ -440,8 +441,8 @@ void ProcessVM::Impl::shutdown() {
     leaving = std::move(still);
   }
   for (Slot& s : slots) {
-    drain(s, Source::out);
-    drain(s, Source::err);
+    drain(s, Source::out, true);
+    drain(s, Source::err, true);
     flush_partial_lines(s);
     reap(s);
     s.state = State::down;
