@@ -178,6 +178,9 @@ void RemotePool::forget_vm_queued(TaskRecord* rec) {
 // on_withdrawn() and queue again, behind it).
 void RemotePool::make_room_for(TaskRecord* rec) {
   RemoteTask& job = task_of(rec);
+  // vm_queued_ is in queue order, best priority first: when the last is as
+  // good as this one, none is worse (the common case, found without a scan).
+  if (vm_queued_.empty() || task_of(std::prev(vm_queued_.end())->second).priority >= job.priority) return;
   // In their queue order, so that they come back (and queue again) in it.
   for (auto& [key, other_rec] : vm_queued_) {
     RemoteTask& other = task_of(other_rec);
@@ -234,8 +237,10 @@ TaskRecord* RemotePool::next_queued(const std::vector<HostId>& hosts) const {
 // VM's busy slots while it has room (pipelining); a remote object's server
 // is never queued so (calls reach it only while it runs).
 void RemotePool::start_queued() {
+  // The VM's lists of hosts matter only to spawns bound to a host.
+  const bool bound = queued_ > any_host_queue_.size();
   while (queued_ > 0 && vm_->free_slots() > 0) {
-    TaskRecord* next = next_queued(vm_->hosts_with_free_slots());
+    TaskRecord* next = next_queued(bound ? vm_->hosts_with_free_slots() : std::vector<HostId>{});
     if (!next) return;
     dequeue(next);
     if (!start_on_vm(next)) {
@@ -244,7 +249,7 @@ void RemotePool::start_queued() {
     }
   }
   while (queued_ > 0 && vm_->queue_room() > 0) {
-    TaskRecord* next = next_queued(vm_->hosts_with_queue_room());
+    TaskRecord* next = next_queued(bound ? vm_->hosts_with_queue_room() : std::vector<HostId>{});
     if (!next || task_of(next).object) return;
     dequeue(next);
     if (!queue_on_vm(next)) {
@@ -299,7 +304,7 @@ void RemotePool::on_message(Message&& m) {
     job.timing.started = m.started;
     if (job.vm_queued) {  // it begins now: its timeout counts from here
       forget_vm_queued(rec);
-      arm_timeout(rec, clock::now());
+      if (job.timeout) arm_timeout(rec, clock::now());
     }
     return;
   }
