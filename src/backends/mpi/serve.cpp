@@ -8,6 +8,16 @@
 // while between MPI polls. A running task's posts go to rank 0 as report
 // frames of kind `post`; rank 0's deliver frames reach the task (through
 // the worker's ProcessVM, or the rank's own InlineChannel).
+//
+// Pipelining (rank 0's VM::queue): `queue` frames bring calls that the rank
+// holds behind its running task, in order, and begins the moment that task
+// ends (with isolate it feeds them to its worker one at a time). It tells
+// rank 0 `started` in the same report frame as the result before it: every
+// report of one turn of the loop goes out as one MPI message. Before a
+// queued call begins, the rank takes in every frame that has arrived, so a
+// `withdraw` (or a `cancel`) of it that is there gives it back unrun
+// (`withdrawn`). When the worker is lost or killed (a crash, a cancel, a
+// timeout), the calls queued behind its task are given back too.
 #include <sched.h>
 
 #include <algorithm>
@@ -46,25 +56,43 @@ class Rank {
   void run() {
     Backoff idle(true, frame_arrived);
     for (;;) {
+      bool acted = false;
       if (busy_ && vm_) {
         const bool spin = clock::now() - since_ < busy_spin_for;
         if (auto m = vm_->receive(spin ? 0ns : std::chrono::nanoseconds(busy_wait))) {
           forward(std::move(*m));
-          idle.reset();  // rank 0 answers a report within microseconds: spin first
+          acted = true;  // rank 0 answers a report within microseconds: spin first
         } else if (spin) {
           ::sched_yield();
         }
       }
-      std::optional<Frame> f = take_held();
-      if (!f) {
-        if (auto in = poll(0)) f = std::move(in->frame);
+      // Every frame there is, before a queued call begins (a withdraw of it
+      // may be among them). Then an empty poll is tried twice: Open MPI
+      // matches what it has taken in before it takes in what has arrived
+      // (see module.cpp's probe), so one poll can miss a frame that sat
+      // there while a task ran.
+      for (int misses = 0;;) {
+        if (std::optional<Frame> f = next_frame()) {
+          if (!handle(*f)) return;
+          acted = true;  // after the frame's work (a task without isolate) and its report
+          misses = 0;
+          continue;
+        }
+        if (++misses >= 2 || busy_ || queued_.empty()) break;
       }
-      if (!f) {
-        if (!busy_) idle.pause({}, rings_reach(0));
-        continue;
+      if (!busy_ && !queued_.empty()) {
+        Queued q = std::move(queued_.front());
+        queued_.pop_front();
+        begin(q.task, q.call, true);
+        acted = true;
       }
-      if (!handle(*f)) return;
-      idle.reset();  // after the frame's work (a task without isolate) and its report
+      // A result that a queued call follows goes with its `started`, next turn.
+      if (busy_ || queued_.empty()) flush();
+      if (acted) {
+        idle.reset();
+      } else if (!busy_) {
+        idle.pause({}, rings_reach(0));
+      }
     }
   }
 
@@ -79,12 +107,33 @@ class Rank {
         std::uint64_t task = 0;
         Call call;
         decode_call(f.payload, task, call);
-        start(task, call);
+        if (busy_ || !queued_.empty()) {
+          throw FrameError("coop::MpiVM: rank " + std::to_string(world().rank) +
+                           " got a call while it runs or holds others (rank 0 sends calls to idle ranks only)");
+        }
+        begin(task, call, false);
         return true;
       }
-      case FrameKind::cancel:
-        if (busy_ && vm_ && decode_task(f.payload) == task_) vm_->cancel(local_);
+      case FrameKind::queue: {
+        Queued q;
+        decode_call(f.payload, q.task, q.call);
+        // A rank that is idle by now (its result is on the way) begins it
+        // at once, after the frames that came with it.
+        queued_.push_back(std::move(q));
         return true;
+      }
+      case FrameKind::withdraw:
+        give_back(decode_task(f.payload));  // not here: it began (rank 0 has its `started`)
+        return true;
+      case FrameKind::cancel: {
+        std::uint64_t task = decode_task(f.payload);
+        if (busy_ && vm_ && task == task_) {
+          vm_->cancel(local_);  // its `exit` gives back the calls queued behind it
+        } else {
+          give_back(task);  // a queued call: rank 0 ends it with `exit`
+        }
+        return true;
+      }
       case FrameKind::deliver: {
         std::uint64_t task = 0;
         std::string bytes;
@@ -120,14 +169,24 @@ class Rank {
     send(0, FrameKind::opened, error);
   }
 
-  void start(std::uint64_t task, const Call& call) {
+  // begin() runs a call: `queued` says that rank 0 queued it, and hears
+  // `started` (with whatever reports wait to go).
+  void begin(std::uint64_t task, const Call& call, bool queued) {
+    if (queued) {
+      Message m;
+      m.kind = Message::Kind::started;
+      m.task = TaskId(task);
+      m.started = clock::now();
+      report(std::move(m));
+    }
     if (!isolate_) {
+      flush();  // the task may run for long: rank 0 hears the reports before it
       InlineChannel channel(*this, task);
       Message m = execute(call, channel);
       std::cout.flush();
       std::fflush(nullptr);
       m.task = TaskId(task);
-      send(0, FrameKind::report, encode_report(m));
+      report(std::move(m));
       return;
     }
     std::optional<TaskId> local;
@@ -143,7 +202,8 @@ class Rank {
       m.task = TaskId(task);
       m.reason = "rank " + std::to_string(world().rank) + " could not run it: " + why;
       m.completed = clock::now();
-      send(0, FrameKind::report, encode_report(m));
+      report(std::move(m));
+      give_back_all();
       return;
     }
     busy_ = true;
@@ -152,21 +212,62 @@ class Rank {
     local_ = *local;
   }
 
-  // forward() sends the ending of the worker's task to rank 0.
+  // forward() reports the worker's messages to rank 0: posts, and the
+  // ending of its task. A worker that was lost or killed gives back the
+  // calls queued behind the task (they never ran).
   void forward(Message m) {
     if (m.kind == Message::Kind::started || m.task != local_) return;
     m.task = TaskId(task_);
     if (m.kind == Message::Kind::post) {  // the task goes on
-      send(0, FrameKind::report, encode_report(m));
+      report(std::move(m));
       return;
     }
     busy_ = false;
-    send(0, FrameKind::report, encode_report(m));
+    const bool killed = m.kind != Message::Kind::result;
+    report(std::move(m));
+    if (killed) give_back_all();
+  }
+
+  // give_back() takes queued `task` back unrun (`withdrawn`), if it is here.
+  void give_back(std::uint64_t task) {
+    auto it = std::find_if(queued_.begin(), queued_.end(), [task](const Queued& q) { return q.task == task; });
+    if (it == queued_.end()) return;
+    queued_.erase(it);
+    withdrawn(task);
+  }
+  void give_back_all() {
+    for (const Queued& q : queued_) withdrawn(q.task);
+    queued_.clear();
+  }
+  void withdrawn(std::uint64_t task) {
+    Message m;
+    m.kind = Message::Kind::withdrawn;
+    m.task = TaskId(task);
+    report(std::move(m));
+  }
+
+  // report() keeps a message for rank 0; flush() sends what is kept, in
+  // one report frame.
+  void report(Message m) { out_.push_back(std::move(m)); }
+  void flush() {
+    if (out_.empty()) return;
+    send(0, FrameKind::report, encode_reports(out_));
+    out_.clear();
+  }
+
+  // next_frame() is a frame an inline task's receive() held, or one that
+  // has arrived, if any.
+  std::optional<Frame> next_frame() {
+    if (std::optional<Frame> f = take_held()) return f;
+    if (auto in = poll(0)) return std::move(in->frame);
+    return std::nullopt;
   }
 
   // release() ends the session: a running task is stopped and its ending
   // dropped, then rank 0 hears that nothing of the session is left here.
   void release() {
+    queued_.clear();
+    out_.clear();
     if (busy_ && vm_) {
       vm_->cancel(local_);
       while (busy_) {
@@ -196,7 +297,7 @@ class Rank {
       m.ok = true;
       m.failure = Message::Failure::none;
       m.payload = std::move(payload);
-      send(0, FrameKind::report, encode_report(m));
+      send(0, FrameKind::report, encode_reports({m}));
     }
     std::optional<std::string> receive() override {
       Backoff wait(true, frame_arrived);
@@ -237,8 +338,15 @@ class Rank {
     return f;
   }
 
+  struct Queued {
+    std::uint64_t task = 0;
+    Call call;
+  };
+
   std::unique_ptr<ProcessVM> vm_;
   std::deque<Frame> held_;  // frames an inline task's receive() took for the loop
+  std::deque<Queued> queued_;   // calls rank 0 queued behind the running one, in order
+  std::vector<Message> out_;    // reports for the next report frame
   bool isolate_ = true;
   bool busy_ = false;
   std::uint64_t task_ = 0;
