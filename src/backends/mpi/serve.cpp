@@ -9,15 +9,20 @@
 // frames of kind `post`; rank 0's deliver frames reach the task (through
 // the worker's ProcessVM, or the rank's own InlineChannel).
 //
-// Pipelining (rank 0's VM::queue): `queue` frames bring calls that the rank
-// holds behind its running task, in order, and begins the moment that task
-// ends (with isolate it feeds them to its worker one at a time). It tells
-// rank 0 `started` in the same report frame as the result before it: every
-// report of one turn of the loop goes out as one MPI message. Before a
-// queued call begins, the rank takes in every frame that has arrived, so a
-// `withdraw` (or a `cancel`) of it that is there gives it back unrun
-// (`withdrawn`). When the worker is lost or killed (a crash, a cancel, a
-// timeout), the calls queued behind its task are given back too.
+// Pipelining (rank 0's VM::queue): `queue` frames bring calls queued behind
+// the rank's running task, in order. Without isolate the rank holds them
+// and begins the next the moment its task returns. With isolate it passes
+// them on to its worker's own queue (its ProcessVM pipelines as well), so
+// that the worker begins the next call without a round trip to the rank
+// either; the rank holds only what that queue has no room for yet (and a
+// new worker's first calls: ProcessVM queues once it has seen a run time).
+// The rank tells rank 0 `started` in the same report frame as the result
+// before it: every report of one turn of the loop goes out as one MPI
+// message. Before a held call begins, the rank takes in every frame that
+// has arrived, so a `withdraw` (or a `cancel`) of it that is there gives it
+// back unrun (`withdrawn`); one passed on to the worker is withdrawn there
+// (ProcessVM::withdraw). When the worker is lost or killed (a crash, a
+// cancel, a timeout), every call queued behind its task is given back.
 #include <sched.h>
 
 #include <algorithm>
@@ -49,6 +54,10 @@ namespace {
 // wake-ups a second (each would take the core from the worker for a moment).
 constexpr auto busy_spin_for = 30us;
 constexpr auto busy_wait = 5ms;
+// How many queued calls the rank passes on to its worker (the rest wait in
+// the rank): one is enough to keep the worker busy while its result goes
+// out, a second covers the rank's own turn.
+constexpr int worker_queue = 2;
 
 class Rank {
  public:
@@ -57,10 +66,13 @@ class Rank {
     Backoff idle(true, frame_arrived);
     for (;;) {
       bool acted = false;
-      if (busy_ && vm_) {
+      if (worker_active()) {
         const bool spin = clock::now() - since_ < busy_spin_for;
         if (auto m = vm_->receive(spin ? 0ns : std::chrono::nanoseconds(busy_wait))) {
+          // The worker writes a result and its next call's `started` at
+          // once: both go out in one report frame.
           forward(std::move(*m));
+          while (auto more = vm_->receive(0ns)) forward(std::move(*more));
           acted = true;  // rank 0 answers a report within microseconds: spin first
         } else if (spin) {
           ::sched_yield();
@@ -78,19 +90,15 @@ class Rank {
           misses = 0;
           continue;
         }
-        if (++misses >= 2 || busy_ || queued_.empty()) break;
+        if (++misses >= 2 || worker_active() || queued_.empty()) break;
       }
-      if (!busy_ && !queued_.empty()) {
-        Queued q = std::move(queued_.front());
-        queued_.pop_front();
-        begin(q.task, q.call, true);
-        acted = true;
-      }
-      // A result that a queued call follows goes with its `started`, next turn.
-      if (busy_ || queued_.empty()) flush();
+      if (feed()) acted = true;
+      // Without isolate, a result that a held call follows goes with its
+      // `started`, next turn.
+      if (isolate_ || queued_.empty()) flush();
       if (acted) {
         idle.reset();
-      } else if (!busy_) {
+      } else if (!worker_active()) {
         idle.pause({}, rings_reach(0));
       }
     }
@@ -107,7 +115,7 @@ class Rank {
         std::uint64_t task = 0;
         Call call;
         decode_call(f.payload, task, call);
-        if (busy_ || !queued_.empty()) {
+        if (worker_active() || !queued_.empty()) {
           throw FrameError("coop::MpiVM: rank " + std::to_string(world().rank) +
                            " got a call while it runs or holds others (rank 0 sends calls to idle ranks only)");
         }
@@ -122,13 +130,21 @@ class Rank {
         queued_.push_back(std::move(q));
         return true;
       }
-      case FrameKind::withdraw:
-        give_back(decode_task(f.payload));  // not here: it began (rank 0 has its `started`)
+      case FrameKind::withdraw: {
+        std::uint64_t task = decode_task(f.payload);
+        if (auto it = passed(task); it != passed_.end()) {
+          vm_->withdraw(it->local);  // answered by `withdrawn`, or `started` if it began
+        } else {
+          give_back(task);  // not here: it began (rank 0 has its `started`)
+        }
         return true;
+      }
       case FrameKind::cancel: {
         std::uint64_t task = decode_task(f.payload);
         if (busy_ && vm_ && task == task_) {
-          vm_->cancel(local_);  // its `exit` gives back the calls queued behind it
+          vm_->cancel(local_);  // the calls queued behind it come back
+        } else if (auto it = passed(task); it != passed_.end()) {
+          vm_->cancel(it->local);  // its `exit` is reported as `withdrawn`: rank 0 ends it
         } else {
           give_back(task);  // a queued call: rank 0 ends it with `exit`
         }
@@ -160,7 +176,10 @@ class Rank {
     if (isolate && (!vm_ || vm_->slots() == 0)) {
       try {
         vm_.reset();
-        vm_ = std::make_unique<ProcessVM>(std::map<std::string, int>{{world().host, 1}});
+        // Rank 0 decides what is queued (MpiOptions::queue_under): the
+        // worker's ProcessVM queues behind a task of any length.
+        vm_ = std::make_unique<ProcessVM>(std::map<std::string, int>{{world().host, 1}},
+                                          ProcessOptions{.queue = worker_queue, .queue_under = 24h});
       } catch (const Error& e) {
         error = e.what();
       }
@@ -212,21 +231,85 @@ class Rank {
     local_ = *local;
   }
 
-  // forward() reports the worker's messages to rank 0: posts, and the
-  // ending of its task. A worker that was lost or killed gives back the
-  // calls queued behind the task (they never ran).
+  // feed() gives held calls to the worker (isolate: to start, or to its
+  // queue while it has room) or, without isolate, runs the next one; true
+  // when it did something.
+  bool feed() {
+    bool fed = false;
+    while (!queued_.empty()) {
+      if (!isolate_ || !worker_active()) {
+        Queued q = std::move(queued_.front());
+        queued_.pop_front();
+        begin(q.task, q.call, true);
+        fed = true;
+        if (!isolate_) break;  // it ran: frames first, then the next
+        continue;
+      }
+      std::optional<TaskId> local;
+      try {
+        local = vm_->queue(queued_.front().call, std::nullopt);
+      } catch (const Error&) {
+        // As start() would: the call waits here, and begins (or fails) there.
+      }
+      if (!local) break;
+      passed_.push_back(Passed{queued_.front().task, *local});
+      queued_.pop_front();
+      fed = true;
+    }
+    return fed;
+  }
+
+  // forward() reports the worker's messages to rank 0: posts, the start
+  // of a call passed on to its queue, and endings. A worker that was lost
+  // or killed gives back the calls queued behind the task (they never
+  // ran): its ProcessVM withdraws those passed on, the rank those it holds.
   void forward(Message m) {
-    if (m.kind == Message::Kind::started || m.task != local_) return;
-    m.task = TaskId(task_);
-    if (m.kind == Message::Kind::post) {  // the task goes on
+    switch (m.kind) {
+      case Message::Kind::started: {
+        if (passed_.empty() || passed_.front().local != m.task) return;
+        busy_ = true;
+        since_ = clock::now();
+        task_ = passed_.front().task;
+        local_ = m.task;
+        passed_.pop_front();
+        m.task = TaskId(task_);
+        report(std::move(m));
+        return;
+      }
+      case Message::Kind::post:  // the task goes on
+        if (!busy_ || m.task != local_) return;
+        m.task = TaskId(task_);
+        report(std::move(m));
+        return;
+      case Message::Kind::withdrawn:
+        if (auto it = passed(m.task); it != passed_.end()) {
+          withdrawn(it->task);
+          passed_.erase(it);
+        }
+        return;
+      case Message::Kind::result:
+      case Message::Kind::exit:
+      case Message::Kind::worker_lost:
+        break;
+    }
+    if (busy_ && m.task == local_) {
+      busy_ = false;
+      m.task = TaskId(task_);
+      const bool killed = m.kind != Message::Kind::result;
       report(std::move(m));
+      if (killed) give_back_all();
       return;
     }
-    busy_ = false;
-    const bool killed = m.kind != Message::Kind::result;
-    report(std::move(m));
-    if (killed) give_back_all();
+    // A call passed on that ended unrun: cancelled while queued (rank 0
+    // marked it, and ends it with `exit`), or killed as it began.
+    if (auto it = passed(m.task); it != passed_.end()) {
+      withdrawn(it->task);
+      passed_.erase(it);
+    }
   }
+
+  // worker_active() says whether the worker runs a task or holds calls.
+  bool worker_active() const { return vm_ && (busy_ || !passed_.empty()); }
 
   // give_back() takes queued `task` back unrun (`withdrawn`), if it is here.
   void give_back(std::uint64_t task) {
@@ -263,20 +346,26 @@ class Rank {
     return std::nullopt;
   }
 
-  // release() ends the session: a running task is stopped and its ending
-  // dropped, then rank 0 hears that nothing of the session is left here.
+  // release() ends the session: a running task is stopped and the calls
+  // queued are dropped (what they report too), then rank 0 hears that
+  // nothing of the session is left here.
   void release() {
     queued_.clear();
-    out_.clear();
-    if (busy_ && vm_) {
-      vm_->cancel(local_);
-      while (busy_) {
+    if (worker_active()) {
+      if (busy_) vm_->cancel(local_);
+      for (const Passed& p : passed_) vm_->cancel(p.local);
+      while (worker_active()) {
         auto m = vm_->receive(-1ns);
-        if (!m) break;
-        if (m->kind != Message::Kind::started && m->kind != Message::Kind::post && m->task == local_) busy_ = false;
+        if (m) {
+          forward(std::move(*m));
+        } else if (vm_->free_slots() == vm_->slots()) {
+          break;  // nothing more can come
+        }
       }
       busy_ = false;
+      passed_.clear();
     }
+    out_.clear();
     send(0, FrameKind::released, {});
   }
 
@@ -342,10 +431,22 @@ class Rank {
     std::uint64_t task = 0;
     Call call;
   };
+  // A call passed on to the worker's queue: rank 0's id, and the ProcessVM's.
+  struct Passed {
+    std::uint64_t task = 0;
+    TaskId local{};
+  };
+  std::deque<Passed>::iterator passed(std::uint64_t task) {
+    return std::find_if(passed_.begin(), passed_.end(), [task](const Passed& p) { return p.task == task; });
+  }
+  std::deque<Passed>::iterator passed(const TaskId& local) {
+    return std::find_if(passed_.begin(), passed_.end(), [&local](const Passed& p) { return p.local == local; });
+  }
 
   std::unique_ptr<ProcessVM> vm_;
   std::deque<Frame> held_;  // frames an inline task's receive() took for the loop
-  std::deque<Queued> queued_;   // calls rank 0 queued behind the running one, in order
+  std::deque<Queued> queued_;   // calls rank 0 queued behind the running one, held here, in order
+  std::deque<Passed> passed_;   // with isolate: those passed on to the worker's queue, in order (before queued_)
   std::vector<Message> out_;    // reports for the next report frame
   bool isolate_ = true;
   bool busy_ = false;
