@@ -58,6 +58,13 @@ struct MpiOptions {
 // environment variable COS_HOST of that rank (mpirun's MPMD form lets one
 // machine stand in for several: `mpirun -n 1 prog : -n 2 -x COS_HOST=a prog`).
 //
+// Short tasks are pipelined as on ProcessVM (MpiOptions::queue, VM::queue):
+// a busy rank holds calls behind its task and begins the next as soon as
+// that ends, so it does not wait a round trip to rank 0; it says `started`
+// in the same MPI message as the result before it. With isolate it hands
+// them on to its worker's own queue, so the worker does not wait for the
+// rank either.
+//
 // Waiting costs no core: rank 0 in receive() and an idle rank poll MPI
 // without blocking (MPI's blocking calls spin) for 50 µs, then sleep
 // between polls for a twentieth of the time waited so far, at most 1 ms:

@@ -133,6 +133,7 @@ class Rank {
       case FrameKind::withdraw: {
         std::uint64_t task = decode_task(f.payload);
         if (auto it = passed(task); it != passed_.end()) {
+          it->withdrawing = true;
           vm_->withdraw(it->local);  // answered by `withdrawn`, or `started` if it began
         } else {
           give_back(task);  // not here: it began (rank 0 has its `started`)
@@ -283,7 +284,14 @@ class Rank {
         return;
       case Message::Kind::withdrawn:
         if (auto it = passed(m.task); it != passed_.end()) {
-          withdrawn(it->task);
+          // Asked back by rank 0, or given back between tasks: said now.
+          // Given back because the worker running a task was lost or
+          // killed: said with that task's ending, in the same report frame.
+          if (it->withdrawing || !busy_) {
+            withdrawn(it->task);
+          } else {
+            returned_.push_back(it->task);
+          }
           passed_.erase(it);
         }
         return;
@@ -319,6 +327,8 @@ class Rank {
     withdrawn(task);
   }
   void give_back_all() {
+    for (std::uint64_t task : returned_) withdrawn(task);
+    returned_.clear();
     for (const Queued& q : queued_) withdrawn(q.task);
     queued_.clear();
   }
@@ -351,6 +361,7 @@ class Rank {
   // nothing of the session is left here.
   void release() {
     queued_.clear();
+    returned_.clear();
     if (worker_active()) {
       if (busy_) vm_->cancel(local_);
       for (const Passed& p : passed_) vm_->cancel(p.local);
@@ -435,6 +446,7 @@ class Rank {
   struct Passed {
     std::uint64_t task = 0;
     TaskId local{};
+    bool withdrawing = false;  // rank 0 asked for it back
   };
   std::deque<Passed>::iterator passed(std::uint64_t task) {
     return std::find_if(passed_.begin(), passed_.end(), [task](const Passed& p) { return p.task == task; });
@@ -447,6 +459,7 @@ class Rank {
   std::deque<Frame> held_;  // frames an inline task's receive() took for the loop
   std::deque<Queued> queued_;   // calls rank 0 queued behind the running one, held here, in order
   std::deque<Passed> passed_;   // with isolate: those passed on to the worker's queue, in order (before queued_)
+  std::vector<std::uint64_t> returned_;  // passed on, given back by a lost or killed worker: said with its task's end
   std::vector<Message> out_;    // reports for the next report frame
   bool isolate_ = true;
   bool busy_ = false;
