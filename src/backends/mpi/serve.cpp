@@ -24,6 +24,7 @@
 // (ProcessVM::withdraw). When the worker is lost or killed (a crash, a
 // cancel, a timeout), every call queued behind its task is given back.
 #include <sched.h>
+#include <stdio_ext.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -58,6 +59,22 @@ constexpr auto busy_wait = 5ms;
 // the rank): one is enough to keep the worker busy while its result goes
 // out, a second covers the rank's own turn.
 constexpr int worker_queue = 2;
+
+// The buffer std::cout writes through to C's stdout with (sync_with_stdio);
+// a program that gave it another has it flushed too.
+std::streambuf* const synced_cout = std::cout.rdbuf();
+
+// flush_output() flushes what an inline task wrote to stdout and stderr
+// (C++ streams write through to them), so that it comes out before the
+// next task's; only a stream that holds something is flushed (a flush of
+// every stream, fflush(nullptr), locked each one: about 5% of an empty
+// task's time in the rank).
+void flush_output() {
+  if (std::cout.rdbuf() != synced_cout) std::cout.flush();
+  for (FILE* f : {stdout, stderr}) {
+    if (__fpending(f) > 0) std::fflush(f);
+  }
+}
 
 class Rank {
  public:
@@ -203,8 +220,7 @@ class Rank {
       flush();  // the task may run for long: rank 0 hears the reports before it
       InlineChannel channel(*this, task);
       Message m = execute(call, channel);
-      std::cout.flush();
-      std::fflush(nullptr);
+      flush_output();
       m.task = TaskId(task);
       report(std::move(m));
       return;
