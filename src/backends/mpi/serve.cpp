@@ -89,7 +89,11 @@ class Rank {
           // The worker writes a result and its next call's `started` at
           // once: both go out in one report frame.
           forward(std::move(*m));
-          while (auto more = vm_->receive(0ns)) forward(std::move(*more));
+          while (!busy_ && !passed_.empty()) {
+            auto more = vm_->receive(0ns);
+            if (!more) break;
+            forward(std::move(*more));
+          }
           acted = true;  // rank 0 answers a report within microseconds: spin first
         } else if (spin) {
           ::sched_yield();
