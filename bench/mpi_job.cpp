@@ -1,8 +1,8 @@
 // mpi_job.cpp: the cos side of bench/mpi.cpp, one measurement per MPI job.
-// `mpirun -n N mpi_job empty ISOLATE TASKS WARMUP`: rank 0 dispatches TASKS
-// empty jobs on an MpiVM of the N-1 worker ranks (isolate 1 or 0), after
-// WARMUP, and prints the wall time per task in ns and rank 0's CPU time per
-// task. `mpirun -n N mpi_job dispatch JOB_US JOBS [ISOLATE]`: dispatch of
+// `mpirun -n N mpi_job empty ISOLATE TASKS WARMUP [QUEUE]`: rank 0
+// dispatches TASKS empty jobs on an MpiVM of the N-1 worker ranks (isolate 1
+// or 0; MpiOptions::queue QUEUE, its default without it), after WARMUP, and
+// prints the wall time per task in ns and rank 0's CPU time per task. `mpirun -n N mpi_job dispatch JOB_US JOBS [ISOLATE]`: dispatch of
 // JOBS CPU-bound jobs of JOB_US µs (isolate on unless ISOLATE is 0), printing the wall and serial
 // time in ns and rank 0's CPU time over the wall time in percent.
 #include <sys/resource.h>
@@ -32,8 +32,10 @@ double cpu_seconds() {
 int main(int argc, char** argv) {
   coop::init(argc, argv);  // ranks 1..N-1 serve here and exit
   std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "empty" && argc == 5) {
+  if (mode == "empty" && (argc == 5 || argc == 6)) {
     bool isolate = std::atoi(argv[2]) != 0;
+    coop::MpiOptions options{.isolate = isolate};
+    if (argc == 6) options.queue = std::atoi(argv[5]);
     int tasks = std::atoi(argv[3]), warmup = std::atoi(argv[4]);
     double wall = 0, cpu = 0;
     coop::run(
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
           wall = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
           cpu = (cpu_seconds() - cpu0) * 1e9;
         },
-        coop::Options{.vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = isolate})});
+        coop::Options{.vm = std::make_shared<coop::MpiVM>(options)});
     std::printf("%.1f %.1f\n", wall / tasks, cpu / tasks);
     return 0;
   }
@@ -75,6 +77,6 @@ int main(int argc, char** argv) {
     std::printf("%.0f %.0f %.2f\n", wall, serial, 100 * cpu * 1e9 / wall);
     return 0;
   }
-  std::fprintf(stderr, "usage: mpirun -n N mpi_job empty ISOLATE TASKS WARMUP | dispatch JOB_US JOBS [ISOLATE]\n");
+  std::fprintf(stderr, "usage: mpirun -n N mpi_job empty ISOLATE TASKS WARMUP [QUEUE] | dispatch JOB_US JOBS [ISOLATE]\n");
   return 2;
 }

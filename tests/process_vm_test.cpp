@@ -624,6 +624,42 @@ TEST_CASE("process vm: frames reject corrupt and oversized input") {
   }
 }
 
+TEST_CASE("process vm: a report frame carries several messages in order, withdrawn ones too, and rejects corrupt input") {
+  using namespace coop::detail;
+  Message result;
+  result.kind = Message::Kind::result;
+  result.task = coop::TaskId(7);
+  result.ok = true;
+  result.failure = Message::Failure::none;
+  result.payload = std::string("val\0ue", 6);
+  result.output = "out\n";
+  Message started;
+  started.kind = Message::Kind::started;
+  started.task = coop::TaskId(8);
+  started.started = coop::clock::now();
+  Message withdrawn;
+  withdrawn.kind = Message::Kind::withdrawn;
+  withdrawn.task = coop::TaskId(9);
+  std::string payload = encode_reports({result, started, withdrawn});
+  std::vector<Message> back = decode_reports(payload);
+  REQUIRE(back.size() == 3);
+  CHECK(back[0].kind == Message::Kind::result);
+  CHECK(back[0].task == coop::TaskId(7));
+  CHECK(back[0].payload == result.payload);
+  CHECK(back[0].output == "out\n");
+  CHECK(back[1].kind == Message::Kind::started);
+  CHECK(back[1].task == coop::TaskId(8));
+  CHECK(back[1].started == started.started);
+  CHECK(back[2].kind == Message::Kind::withdrawn);
+  CHECK(back[2].task == coop::TaskId(9));
+  CHECK(decode_reports(encode_reports({withdrawn})).size() == 1);
+  CHECK_THROWS_AS(decode_reports(""), FrameError);                                 // no message at all
+  CHECK_THROWS_AS(decode_reports(payload.substr(0, payload.size() - 1)), FrameError);  // cut short
+  std::string bad = payload;
+  bad[8] = 42;  // the first report's kind byte (after its 8-byte length)
+  CHECK_THROWS_WITH(decode_reports(bad), Catch::Contains("unknown message kind"));
+}
+
 TEST_CASE("process vm: start never blocks on a stopped worker and cancel then kills it and gives the slot back") {
   coop::ProcessVM vm(1);
   REQUIRE(vm.worker_pids().size() == 1);

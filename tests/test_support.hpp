@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -227,6 +228,56 @@ inline std::shared_ptr<coop::VM> make_vm(const std::string& backend, const std::
     return vm;
   }
   throw std::invalid_argument("make_vm: unknown backend '" + backend + "'");
+}
+
+// Pipelining (VM::queue): queue_backends() are those of backends() that
+// queue calls behind a busy slot's task (every one but ThreadVM), and
+// QueueOptions their options, ProcessOptions' and MpiOptions' two fields.
+inline std::vector<std::string> queue_backends() {
+  std::vector<std::string> out;
+  for (auto& b : backends())
+    if (b != "thread") out.push_back(b);
+  return out;
+}
+struct QueueOptions {
+  int queue = 2;
+  std::chrono::nanoseconds queue_under = std::chrono::milliseconds(1);
+};
+// make_queue_vm(backend, n or slots per host, options) is make_vm() with
+// those options, for a backend of queue_backends().
+inline coop::MpiOptions mpi_options(const std::string& backend, std::vector<int> ranks, QueueOptions q) {
+  coop::MpiOptions o = mpi_options(backend, std::move(ranks));
+  o.queue = q.queue;
+  o.queue_under = q.queue_under;
+  return o;
+}
+inline std::shared_ptr<coop::VM> make_queue_vm(const std::string& backend, int n, QueueOptions q) {
+  if (backend == "process") {
+    return std::make_shared<coop::ProcessVM>(n, coop::ProcessOptions{.queue = q.queue, .queue_under = q.queue_under});
+  }
+  if (backend == "mpi" || backend == "mpi-inline") {
+    std::vector<int> ranks = mpi_ranks("", n);
+    auto vm = std::make_shared<coop::MpiVM>(mpi_options(backend, ranks, q));
+    mpi_ranks_held().emplace_back(vm, ranks);
+    return vm;
+  }
+  throw std::invalid_argument("make_queue_vm: backend '" + backend + "' does not queue");
+}
+inline std::shared_ptr<coop::VM> make_queue_vm(const std::string& backend, const std::map<std::string, int>& slots,
+                                               QueueOptions q) {
+  if (backend == "process") {
+    return std::make_shared<coop::ProcessVM>(slots, coop::ProcessOptions{.queue = q.queue, .queue_under = q.queue_under});
+  }
+  if (backend == "mpi" || backend == "mpi-inline") {
+    std::vector<int> ranks;
+    for (const auto& [host, count] : slots) {
+      for (int r : mpi_ranks(host, count, ranks)) ranks.push_back(r);
+    }
+    auto vm = std::make_shared<coop::MpiVM>(mpi_options(backend, ranks, q));
+    mpi_ranks_held().emplace_back(vm, ranks);
+    return vm;
+  }
+  throw std::invalid_argument("make_queue_vm: backend '" + backend + "' does not queue");
 }
 
 // no_children() says whether this process has no child process left (live

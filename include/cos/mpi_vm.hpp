@@ -2,6 +2,7 @@
 // the questions a program asks about the job it runs in.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,16 @@ struct MpiOptions {
   // means every worker rank that no other live MpiVM holds. For programs
   // that give parts of a job to different VMs, and for tests.
   std::optional<std::vector<int>> ranks{};
+  // queue: calls a busy rank may hold behind the one it runs (VM::queue),
+  // so that it starts the next one without waiting a round trip to rank 0;
+  // 0 turns pipelining off. As ProcessOptions::queue: the scheduler queues
+  // only when more remote tasks wait than slots are free.
+  int queue = 2;
+  // queue_under: pipelining applies only while the VM's recent tasks took
+  // less than this (a moving average of their run times), and only behind
+  // a task that has run for less than this so far, as
+  // ProcessOptions::queue_under.
+  std::chrono::nanoseconds queue_under = std::chrono::milliseconds(1);
 };
 
 // MpiVM runs remote tasks on the ranks 1..n-1 of the MPI job that started
@@ -46,6 +57,13 @@ struct MpiOptions {
 // one after another; a rank serves one session at a time). Hosts are MPI_Get_processor_name of each rank, overridden by the
 // environment variable COS_HOST of that rank (mpirun's MPMD form lets one
 // machine stand in for several: `mpirun -n 1 prog : -n 2 -x COS_HOST=a prog`).
+//
+// Short tasks are pipelined as on ProcessVM (MpiOptions::queue, VM::queue):
+// a busy rank holds calls behind its task and begins the next as soon as
+// that ends, so it does not wait a round trip to rank 0; it says `started`
+// in the same MPI message as the result before it. With isolate it hands
+// them on to its worker's own queue, so the worker does not wait for the
+// rank either.
 //
 // Waiting costs no core: rank 0 in receive() and an idle rank poll MPI
 // without blocking (MPI's blocking calls spin) for 50 µs, then sleep
@@ -93,9 +111,31 @@ class COS_API MpiVM final : public VM {
   // free. Throws coop::Error for an unknown host, a call larger than
   // 256 MiB, or after finalize().
   std::optional<TaskId> start(const Call& call, const std::optional<HostId>& host) override;
+  // queue() sends `call` to a busy rank (of `host`, if given) that holds
+  // fewer than MpiOptions::queue calls behind its task, the one with the
+  // fewest, and returns the task's id, or nullopt when none has room. The
+  // rank keeps its queued calls itself (with isolate it feeds its worker
+  // one call at a time) and starts the next as soon as the running task
+  // ends; it tells rank 0 `started` in the same MPI message as the result
+  // before it. withdraw() asks the rank to give a call back, answered with
+  // `withdrawn` (or, when it had begun, by nothing more than `started`).
+  // When a rank's worker is lost, or killed by a cancel or a timeout
+  // (isolate), the calls queued behind it are withdrawn; without isolate a
+  // cancelled task runs on and they run after it. cancel() of a queued call
+  // ends it with `exit` (without running it, unless it began meanwhile:
+  // then it is stopped as a running task). Only behind a task that has run
+  // for less than MpiOptions::queue_under so far, and not behind one marked
+  // with runs_long(). Throws as start() does.
+  std::optional<TaskId> queue(const Call& call, const std::optional<HostId>& host) override;
+  void runs_long(const TaskId& task) override;
+  void withdraw(const TaskId& task) override;
+  int queue_capacity() const override;
+  int queue_room() const override;
+  std::vector<HostId> hosts_with_queue_room() const override;
   // receive() waits up to `timeout` for the next message from a rank:
   // `result`, `exit` (cancelled) or `worker_lost` (with isolate, the
-  // rank's worker died; the rank has started another, so the slot is free).
+  // rank's worker died; the rank has started another, so the slot is free),
+  // and for queued calls `started` and `withdrawn`.
   // Zero only polls; a negative timeout waits until a message arrives but
   // returns nullopt at once when no task runs.
   std::optional<Message> receive(std::chrono::nanoseconds timeout) override;
@@ -105,8 +145,9 @@ class COS_API MpiVM final : public VM {
   // cancel() asks the rank running `task` to stop it. With isolate the
   // rank kills the worker (and every process the task started) and starts
   // another; an `exit` message follows. Without isolate the task runs on
-  // to its end and its result comes back as an `exit` message. Never
-  // blocks. Does nothing for a task that is not running.
+  // to its end and its result comes back as an `exit` message. A queued
+  // call is given back unrun (see queue()). Never blocks. Does nothing for
+  // a task that has ended.
   void cancel(const TaskId& task) override;
   // send() gives bytes to a running task (remote objects, spawner calls):
   // a frame to its rank, which hands them to the worker (isolate) or to the

@@ -1,7 +1,11 @@
 // mpi_vm.cpp: MpiVM, rank 0's side: a session over the serving ranks, one
 // slot per rank. Calls go out as frames with non-blocking sends; reports
 // come back through poll(); receive() paces its polls with a Backoff, so
-// rank 0 never spins in MPI for long while the ranks compute.
+// rank 0 never spins in MPI for long while the ranks compute. Pipelining
+// (VM::queue) as on ProcessVM: `queue` frames put calls behind a rank's
+// running task; the rank says `started` when one begins (with the result
+// before it, in the same report frame) and `withdrawn` for one it gave
+// back; each slot keeps its queued calls' ids until then.
 #include <cos/mpi_vm.hpp>
 
 #include <algorithm>
@@ -34,10 +38,40 @@ constexpr std::chrono::nanoseconds default_finalize_timeout = 2s;
 struct RankSlot {
   int rank = 0;
   std::size_t host = 0;
-  bool busy = false;
-  bool cancelled = false;  // without isolate: its result becomes an `exit`
-  std::uint64_t task = 0;
+  bool cancelled = false;  // the running task's: without isolate its result becomes an `exit`
+  std::uint64_t task = 0;  // the running task (0 when none, also between a result and a queued call's start)
+  clock::time_point task_began{};  // when it began (rank 0's clock)
+  bool runs_long = false;          // VM::runs_long: nothing queues behind it
+  // Calls sent with `queue` frames that have not begun, in order: the slot
+  // stays busy while it holds any.
+  struct Queued {
+    std::uint64_t task = 0;
+    bool withdrawing = false;  // a withdraw frame went out
+    bool cancelled = false;    // cancel(): ends with `exit`, never runs
+  };
+  std::deque<Queued> queued{};
+  bool busy() const { return task != 0 || !queued.empty(); }
 };
+
+std::deque<RankSlot::Queued>::iterator find_queued(RankSlot& s, std::uint64_t task) {
+  return std::find_if(s.queued.begin(), s.queued.end(), [task](const RankSlot::Queued& q) { return q.task == task; });
+}
+
+// unrun() is the message that ends a queued call that never began:
+// `withdrawn`, or `exit` when it was cancelled.
+Message unrun(const RankSlot::Queued& q, const HostId& host) {
+  Message m;
+  m.task = TaskId(q.task);
+  m.host = host;
+  if (q.cancelled) {
+    m.kind = Message::Kind::exit;
+    m.reason = "cancelled";
+    m.completed = clock::now();
+  } else {
+    m.kind = Message::Kind::withdrawn;
+  }
+  return m;
+}
 
 }  // namespace
 
@@ -52,14 +86,35 @@ struct MpiVM::Impl {
   std::chrono::nanoseconds finalize_timeout{};
   // How long receive() has waited for a report lately (a moving average).
   std::chrono::nanoseconds recent_wait{0};
+  // Messages of a report frame that receive() has not returned yet (a frame
+  // may hold several: a result and the next call's start, or the calls a
+  // lost worker gives back).
+  std::deque<Message> ready;
+  std::size_t cursor = 0;  // where queue() looks first (round robin)
+  // A moving average of the run time of recent tasks (none yet: unknown).
+  std::optional<clock::duration> typical_run{};
+  // queueing() says whether pipelining applies now (MpiOptions::queue_under).
+  bool queueing() const { return options.queue > 0 && typical_run && *typical_run < options.queue_under; }
+  // can_queue() says whether a call may be queued on `s` now: it is busy
+  // with a task that began less than queue_under ago (a call queued behind
+  // a long one would wait for it while other ranks may be free), that is
+  // not being cancelled, and it has room.
+  bool can_queue(const RankSlot& s, clock::time_point now) const {
+    return s.busy() && !s.runs_long && !s.cancelled && s.queued.size() < static_cast<std::size_t>(options.queue) &&
+           (s.task == 0 || now - s.task_began < options.queue_under);
+  }
+  std::optional<std::size_t> host_index(const std::optional<HostId>& host) const;
+  // apply() takes one report of slot `s` and returns the message for the
+  // caller, if it is one.
+  std::optional<Message> apply(RankSlot& s, Message&& m);
 
   explicit Impl(MpiOptions o);
   // wait_for_all() takes frames of `kind` from every rank in `from` (and
   // drops whatever else they send meanwhile) until each has sent one, or
   // `deadline`; returns what each one said, by slot.
   std::vector<std::optional<std::string>> wait_for_all(FrameKind kind, std::optional<clock::time_point> deadline);
-  // take() turns a frame from a rank into a message for the caller, if it is one.
-  std::optional<Message> take(mpi::Incoming&& in);
+  // take() turns a frame from a rank into messages for the caller (in `ready`).
+  void take(mpi::Incoming&& in);
   // next() is the next frame from a rank of this session: one another
   // session's poll kept for it, or a new one (frames of other sessions'
   // ranks are kept for them; of no session, dropped).
@@ -119,6 +174,10 @@ std::vector<int> check_ranks(const std::optional<std::vector<int>>& asked, int s
 }  // namespace
 
 MpiVM::Impl::Impl(MpiOptions o) : options(std::move(o)) {
+  if (options.queue < 0) {
+    throw Error("coop::MpiVM: MpiOptions::queue is " + std::to_string(options.queue) +
+                "; give 0 (no pipelining) or more");
+  }
   if (std::getenv(detail::worker_env)) {
     throw Error("coop::MpiVM: this process is a cos worker, not an MPI rank: call coop::init(argc, argv) first in main");
   }
@@ -228,24 +287,77 @@ std::optional<mpi::Incoming> MpiVM::Impl::next() {
   return std::nullopt;
 }
 
-std::optional<Message> MpiVM::Impl::take(mpi::Incoming&& in) {
-  if (in.frame.kind != FrameKind::report) return std::nullopt;
+void MpiVM::Impl::take(mpi::Incoming&& in) {
+  if (in.frame.kind != FrameKind::report) return;
   int index = static_cast<std::size_t>(in.source) < slot_of_rank.size() ? slot_of_rank[static_cast<std::size_t>(in.source)]
                                                                          : -1;
-  if (index < 0) return std::nullopt;
+  if (index < 0) return;
   RankSlot& s = slots[static_cast<std::size_t>(index)];
-  Message m = detail::decode_report(in.frame.payload);
-  if (!s.busy || m.task.value() != s.task) return std::nullopt;  // not the task it runs: stale
-  m.host = hosts[s.host];
-  if (m.kind == Message::Kind::started || m.kind == Message::Kind::post) return m;  // frees nothing
-  s.busy = false;
-  if (s.cancelled && m.kind == Message::Kind::result) {
-    m.kind = Message::Kind::exit;
-    m.payload.clear();
-    m.reason = "cancelled";
+  // Every report of the frame changes the slot now, before the caller
+  // queues more on it: the slot is then as the rank left it.
+  for (Message& m : detail::decode_reports(in.frame.payload)) {
+    if (auto msg = apply(s, std::move(m))) ready.push_back(std::move(*msg));
   }
+}
+
+std::optional<Message> MpiVM::Impl::apply(RankSlot& s, Message&& m) {
+  const std::uint64_t task = m.task.value();
+  m.host = hosts[s.host];
+  switch (m.kind) {
+    case Message::Kind::started: {
+      // The next queued call began (its result may follow in the same frame).
+      if (s.task != 0 || s.queued.empty() || s.queued.front().task != task) return std::nullopt;  // stale
+      const bool cancelled = s.queued.front().cancelled;
+      s.queued.pop_front();
+      s.task = task;
+      s.task_began = clock::now();
+      s.runs_long = false;
+      // A cancel sent while it was queued reaches the rank after it began:
+      // the rank stops it as a running task, and its end is an `exit`.
+      s.cancelled = cancelled;
+      if (cancelled) return std::nullopt;
+      return std::optional<Message>(std::move(m));
+    }
+    case Message::Kind::withdrawn: {
+      auto it = find_queued(s, task);
+      if (it == s.queued.end()) return std::nullopt;  // stale
+      Message out = unrun(*it, hosts[s.host]);
+      s.queued.erase(it);
+      return out;
+    }
+    case Message::Kind::post:  // frees nothing
+      if (task == 0 || task != s.task) return std::nullopt;
+      return std::optional<Message>(std::move(m));
+    case Message::Kind::result:
+    case Message::Kind::exit:
+    case Message::Kind::worker_lost:
+      if (task == 0 || task != s.task) return std::nullopt;  // not the task it runs: stale
+      break;
+  }
+  if (m.kind == Message::Kind::result) {
+    clock::duration run = std::max(clock::duration(0), m.completed - m.started);
+    typical_run = typical_run ? (3 * *typical_run + run) / 4 : run;
+    if (s.cancelled) {
+      m.kind = Message::Kind::exit;
+      m.payload.clear();
+      m.reason = "cancelled";
+    }
+  }
+  s.task = 0;
   s.cancelled = false;
-  return m;
+  s.runs_long = false;
+  return std::optional<Message>(std::move(m));  // the slot is free unless calls are queued on it
+}
+
+std::optional<std::size_t> MpiVM::Impl::host_index(const std::optional<HostId>& host) const {
+  if (!host) return std::nullopt;
+  auto it = std::find(hosts.begin(), hosts.end(), *host);
+  if (it == hosts.end()) {
+    std::vector<std::string> known;
+    for (const auto& h : hosts) known.push_back(h.name());
+    throw Error("coop::MpiVM: unknown host '" + host->name() + "' (hosts: " + posix::join_names(known) + ")");
+  }
+  return static_cast<std::size_t>(it - hosts.begin());
 }
 
 // end() releases the ranks: each stops what it runs and confirms, so that
@@ -253,6 +365,7 @@ std::optional<Message> MpiVM::Impl::take(mpi::Incoming&& in) {
 void MpiVM::Impl::end() {
   if (finalized) return;
   finalized = true;
+  ready.clear();
   // Whatever happens below (an MPI call that throws), the session lets its
   // ranks go and leaves the job's list of live sessions, whose entries the
   // job's end calls: a stale entry would hang or call into freed memory.
@@ -293,7 +406,8 @@ MpiVM::~MpiVM() {
 int MpiVM::slots() const { return static_cast<int>(impl_->slots.size()); }
 
 int MpiVM::free_slots() const {
-  return static_cast<int>(std::count_if(impl_->slots.begin(), impl_->slots.end(), [](const RankSlot& s) { return !s.busy; }));
+  return static_cast<int>(
+      std::count_if(impl_->slots.begin(), impl_->slots.end(), [](const RankSlot& s) { return !s.busy(); }));
 }
 
 std::vector<HostId> MpiVM::hosts() const { return impl_->finalized ? std::vector<HostId>{} : impl_->hosts; }
@@ -302,7 +416,7 @@ std::vector<HostId> MpiVM::hosts_with_free_slots() const {
   std::vector<HostId> out;
   for (std::size_t h = 0; h < impl_->hosts.size(); ++h) {
     for (const auto& s : impl_->slots) {
-      if (s.host == h && !s.busy) {
+      if (s.host == h && !s.busy()) {
         out.push_back(impl_->hosts[h]);
         break;
       }
@@ -314,26 +428,104 @@ std::vector<HostId> MpiVM::hosts_with_free_slots() const {
 std::optional<TaskId> MpiVM::start(const Call& call, const std::optional<HostId>& host) {
   Impl& m = *impl_;
   if (m.finalized) throw Error("coop::MpiVM: start() after finalize()");
-  if (host && std::find(m.hosts.begin(), m.hosts.end(), *host) == m.hosts.end()) {
-    std::vector<std::string> known;
-    for (const auto& h : m.hosts) known.push_back(h.name());
-    throw Error("coop::MpiVM: unknown host '" + host->name() + "' (hosts: " + posix::join_names(known) + ")");
-  }
+  std::optional<std::size_t> want = m.host_index(host);
   auto it = std::find_if(m.slots.begin(), m.slots.end(),
-                         [&](const RankSlot& s) { return !s.busy && (!host || m.hosts[s.host] == *host); });
+                         [&](const RankSlot& s) { return !s.busy() && (!want || s.host == *want); });
   if (it == m.slots.end()) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
   mpi::send(it->rank, FrameKind::call, detail::encode_call(id, call));
   m.task_host.push_back(static_cast<std::uint32_t>(it->host));
-  it->busy = true;
   it->cancelled = false;
   it->task = id;
+  it->task_began = clock::now();
+  it->runs_long = false;
   return TaskId(id);
+}
+
+std::optional<TaskId> MpiVM::queue(const Call& call, const std::optional<HostId>& host) {
+  Impl& m = *impl_;
+  if (m.finalized) throw Error("coop::MpiVM: queue() after finalize()");
+  std::optional<std::size_t> want = m.host_index(host);
+  if (!m.queueing() || m.slots.empty()) return std::nullopt;
+  // The busy slot with the fewest queued calls, round robin among equals.
+  RankSlot* best = nullptr;
+  std::size_t best_k = 0;
+  const auto now = clock::now();
+  for (std::size_t k = 0; k < m.slots.size(); ++k) {
+    RankSlot& s = m.slots[(m.cursor + k) % m.slots.size()];
+    if (!m.can_queue(s, now) || (want && s.host != *want)) continue;
+    if (!best || s.queued.size() < best->queued.size()) {
+      best = &s;
+      best_k = k;
+    }
+  }
+  if (!best) return std::nullopt;
+  m.cursor = (m.cursor + best_k + 1) % m.slots.size();
+  std::uint64_t id = m.task_host.size() + 1;
+  mpi::send(best->rank, FrameKind::queue, detail::encode_call(id, call));
+  m.task_host.push_back(static_cast<std::uint32_t>(best->host));
+  best->queued.push_back(RankSlot::Queued{id});
+  return TaskId(id);
+}
+
+void MpiVM::runs_long(const TaskId& task) {
+  for (auto& s : impl_->slots) {
+    if (s.task != 0 && s.task == task.value()) s.runs_long = true;
+  }
+}
+
+void MpiVM::withdraw(const TaskId& task) {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  for (auto& s : m.slots) {
+    auto it = find_queued(s, task.value());
+    if (it == s.queued.end()) continue;
+    if (!it->withdrawing && !it->cancelled) {
+      it->withdrawing = true;
+      mpi::send(s.rank, FrameKind::withdraw, detail::encode_task(task.value()));
+    }
+    return;
+  }
+}
+
+int MpiVM::queue_capacity() const { return impl_->options.queue * slots(); }
+
+int MpiVM::queue_room() const {
+  const Impl& m = *impl_;
+  if (m.finalized || !m.queueing()) return 0;
+  int room = 0;
+  const auto now = clock::now();
+  for (const RankSlot& s : m.slots) {
+    if (m.can_queue(s, now)) room += m.options.queue - static_cast<int>(s.queued.size());
+  }
+  return room;
+}
+
+std::vector<HostId> MpiVM::hosts_with_queue_room() const {
+  const Impl& m = *impl_;
+  if (m.finalized || !m.queueing()) return {};
+  std::vector<bool> room(m.hosts.size(), false);
+  const auto now = clock::now();
+  for (const RankSlot& s : m.slots) {
+    if (m.can_queue(s, now)) room[s.host] = true;
+  }
+  std::vector<HostId> out;
+  for (std::size_t i = 0; i < room.size(); ++i) {
+    if (room[i]) out.push_back(m.hosts[i]);
+  }
+  return out;
 }
 
 std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   Impl& m = *impl_;
+  auto ready = [&m]() -> std::optional<Message> {
+    if (m.ready.empty()) return std::nullopt;
+    Message msg = std::move(m.ready.front());
+    m.ready.pop_front();
+    return msg;
+  };
   if (m.finalized) return std::nullopt;
+  if (auto msg = ready()) return msg;
   auto start = clock::now();
   auto deadline = start + std::max(timeout, 0ns);
   // Spin first only while reports have been coming within the spin time:
@@ -343,13 +535,14 @@ std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   const bool rung = m.all_rung();
   for (;;) {
     while (auto in = m.next()) {
-      if (auto msg = m.take(std::move(*in))) {
+      m.take(std::move(*in));
+      if (auto msg = ready()) {
         if (waited) m.recent_wait = (3 * m.recent_wait + (clock::now() - start)) / 4;
         return msg;
       }
     }
     if (timeout == 0ns) return std::nullopt;
-    bool running = std::any_of(m.slots.begin(), m.slots.end(), [](const RankSlot& s) { return s.busy; });
+    bool running = std::any_of(m.slots.begin(), m.slots.end(), [](const RankSlot& s) { return s.busy(); });
     if (!running && mpi::pending_sends() == 0) return std::nullopt;
     if (timeout > 0ns && clock::now() >= deadline) return std::nullopt;
     waited = true;
@@ -365,12 +558,25 @@ HostId MpiVM::host_of(const TaskId& task) const {
 
 void MpiVM::cancel(const TaskId& task) {
   Impl& m = *impl_;
+  if (m.finalized || task.value() == 0) return;
   for (auto& s : m.slots) {
-    if (s.busy && s.task == task.value() && !s.cancelled) {
+    if (s.task == task.value() && !s.cancelled) {
       s.cancelled = true;
-      // With isolate the rank kills the worker; without, the task runs on,
-      // but its channel's receive() returns nullopt from now on (vm.hpp).
+      // With isolate the rank kills the worker (and gives back the calls
+      // queued behind it); without, the task runs on, but its channel's
+      // receive() returns nullopt from now on (vm.hpp).
       mpi::send(s.rank, FrameKind::cancel, detail::encode_task(s.task));
+      return;
+    }
+    // A queued call: the rank gives it back unrun (it ends with `exit`),
+    // or, when it began meanwhile, stops it as a running task.
+    auto it = find_queued(s, task.value());
+    if (it != s.queued.end()) {
+      if (!it->cancelled) {
+        it->cancelled = true;
+        mpi::send(s.rank, FrameKind::cancel, detail::encode_task(task.value()));
+      }
+      return;
     }
   }
 }
@@ -378,7 +584,7 @@ void MpiVM::cancel(const TaskId& task) {
 void MpiVM::send(const TaskId& task, std::string payload) {
   Impl& m = *impl_;
   for (auto& s : m.slots) {
-    if (s.busy && s.task == task.value() && !s.cancelled) {
+    if (s.task != 0 && s.task == task.value() && !s.cancelled) {
       mpi::send(s.rank, FrameKind::deliver, detail::encode_task_bytes(s.task, payload));
       return;
     }

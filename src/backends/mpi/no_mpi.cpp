@@ -25,6 +25,14 @@ std::optional<TaskId> MpiVM::start(const Call&, const std::optional<HostId>&) {
 }
 std::optional<Message> MpiVM::receive(std::chrono::nanoseconds) { return std::nullopt; }
 HostId MpiVM::host_of(const TaskId&) const { throw Error("coop::MpiVM::host_of: unknown task"); }
+std::optional<TaskId> MpiVM::queue(const Call&, const std::optional<HostId>&) {
+  throw Error("coop::MpiVM: this cos was built without MPI (COS_WITH_MPI=OFF)");
+}
+void MpiVM::runs_long(const TaskId&) {}
+void MpiVM::withdraw(const TaskId&) {}
+int MpiVM::queue_capacity() const { return 0; }
+int MpiVM::queue_room() const { return 0; }
+std::vector<HostId> MpiVM::hosts_with_queue_room() const { return {}; }
 void MpiVM::cancel(const TaskId&) {}
 void MpiVM::send(const TaskId&, std::string) {}
 void MpiVM::finalize() {}

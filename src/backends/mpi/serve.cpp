@@ -8,7 +8,23 @@
 // while between MPI polls. A running task's posts go to rank 0 as report
 // frames of kind `post`; rank 0's deliver frames reach the task (through
 // the worker's ProcessVM, or the rank's own InlineChannel).
+//
+// Pipelining (rank 0's VM::queue): `queue` frames bring calls queued behind
+// the rank's running task, in order. Without isolate the rank holds them
+// and begins the next the moment its task returns. With isolate it passes
+// them on to its worker's own queue (its ProcessVM pipelines as well), so
+// that the worker begins the next call without a round trip to the rank
+// either; the rank holds only what that queue has no room for yet (and a
+// new worker's first calls: ProcessVM queues once it has seen a run time).
+// The rank tells rank 0 `started` in the same report frame as the result
+// before it: every report of one turn of the loop goes out as one MPI
+// message. Before a held call begins, the rank takes in every frame that
+// has arrived, so a `withdraw` (or a `cancel`) of it that is there gives it
+// back unrun (`withdrawn`); one passed on to the worker is withdrawn there
+// (ProcessVM::withdraw). When the worker is lost or killed (a crash, a
+// cancel, a timeout), every call queued behind its task is given back.
 #include <sched.h>
+#include <stdio_ext.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -39,6 +55,26 @@ namespace {
 // wake-ups a second (each would take the core from the worker for a moment).
 constexpr auto busy_spin_for = 30us;
 constexpr auto busy_wait = 5ms;
+// How many queued calls the rank passes on to its worker (the rest wait in
+// the rank): one is enough to keep the worker busy while its result goes
+// out, a second covers the rank's own turn.
+constexpr int worker_queue = 2;
+
+// The buffer std::cout writes through to C's stdout with (sync_with_stdio);
+// a program that gave it another has it flushed too.
+std::streambuf* const synced_cout = std::cout.rdbuf();
+
+// flush_output() flushes what an inline task wrote to stdout and stderr
+// (C++ streams write through to them), so that it comes out before the
+// next task's; only a stream that holds something is flushed (a flush of
+// every stream, fflush(nullptr), locked each one: about 5% of an empty
+// task's time in the rank).
+void flush_output() {
+  if (std::cout.rdbuf() != synced_cout) std::cout.flush();
+  for (FILE* f : {stdout, stderr}) {
+    if (__fpending(f) > 0) std::fflush(f);
+  }
+}
 
 class Rank {
  public:
@@ -46,25 +82,46 @@ class Rank {
   void run() {
     Backoff idle(true, frame_arrived);
     for (;;) {
-      if (busy_ && vm_) {
+      bool acted = false;
+      if (worker_active()) {
         const bool spin = clock::now() - since_ < busy_spin_for;
         if (auto m = vm_->receive(spin ? 0ns : std::chrono::nanoseconds(busy_wait))) {
+          // The worker writes a result and its next call's `started` at
+          // once: both go out in one report frame.
           forward(std::move(*m));
-          idle.reset();  // rank 0 answers a report within microseconds: spin first
+          while (!busy_ && !passed_.empty()) {
+            auto more = vm_->receive(0ns);
+            if (!more) break;
+            forward(std::move(*more));
+          }
+          acted = true;  // rank 0 answers a report within microseconds: spin first
         } else if (spin) {
           ::sched_yield();
         }
       }
-      std::optional<Frame> f = take_held();
-      if (!f) {
-        if (auto in = poll(0)) f = std::move(in->frame);
+      // Every frame there is, before a queued call begins (a withdraw of it
+      // may be among them). Then an empty poll is tried twice: Open MPI
+      // matches what it has taken in before it takes in what has arrived
+      // (see module.cpp's probe), so one poll can miss a frame that sat
+      // there while a task ran.
+      for (int misses = 0;;) {
+        if (std::optional<Frame> f = next_frame()) {
+          if (!handle(*f)) return;
+          acted = true;  // after the frame's work (a task without isolate) and its report
+          misses = 0;
+          continue;
+        }
+        if (++misses >= 2 || worker_active() || queued_.empty()) break;
       }
-      if (!f) {
-        if (!busy_) idle.pause({}, rings_reach(0));
-        continue;
+      if (feed()) acted = true;
+      // Without isolate, a result that a held call follows goes with its
+      // `started`, next turn.
+      if (isolate_ || queued_.empty()) flush();
+      if (acted) {
+        idle.reset();
+      } else if (!worker_active()) {
+        idle.pause({}, rings_reach(0));
       }
-      if (!handle(*f)) return;
-      idle.reset();  // after the frame's work (a task without isolate) and its report
     }
   }
 
@@ -79,12 +136,42 @@ class Rank {
         std::uint64_t task = 0;
         Call call;
         decode_call(f.payload, task, call);
-        start(task, call);
+        if (worker_active() || !queued_.empty()) {
+          throw FrameError("coop::MpiVM: rank " + std::to_string(world().rank) +
+                           " got a call while it runs or holds others (rank 0 sends calls to idle ranks only)");
+        }
+        begin(task, call, false);
         return true;
       }
-      case FrameKind::cancel:
-        if (busy_ && vm_ && decode_task(f.payload) == task_) vm_->cancel(local_);
+      case FrameKind::queue: {
+        Queued q;
+        decode_call(f.payload, q.task, q.call);
+        // A rank that is idle by now (its result is on the way) begins it
+        // at once, after the frames that came with it.
+        queued_.push_back(std::move(q));
         return true;
+      }
+      case FrameKind::withdraw: {
+        std::uint64_t task = decode_task(f.payload);
+        if (auto it = passed(task); it != passed_.end()) {
+          it->withdrawing = true;
+          vm_->withdraw(it->local);  // answered by `withdrawn`, or `started` if it began
+        } else {
+          give_back(task);  // not here: it began (rank 0 has its `started`)
+        }
+        return true;
+      }
+      case FrameKind::cancel: {
+        std::uint64_t task = decode_task(f.payload);
+        if (busy_ && vm_ && task == task_) {
+          vm_->cancel(local_);  // the calls queued behind it come back
+        } else if (auto it = passed(task); it != passed_.end()) {
+          vm_->cancel(it->local);  // its `exit` is reported as `withdrawn`: rank 0 ends it
+        } else {
+          give_back(task);  // a queued call: rank 0 ends it with `exit`
+        }
+        return true;
+      }
       case FrameKind::deliver: {
         std::uint64_t task = 0;
         std::string bytes;
@@ -111,7 +198,10 @@ class Rank {
     if (isolate && (!vm_ || vm_->slots() == 0)) {
       try {
         vm_.reset();
-        vm_ = std::make_unique<ProcessVM>(std::map<std::string, int>{{world().host, 1}});
+        // Rank 0 decides what is queued (MpiOptions::queue_under): the
+        // worker's ProcessVM queues behind a task of any length.
+        vm_ = std::make_unique<ProcessVM>(std::map<std::string, int>{{world().host, 1}},
+                                          ProcessOptions{.queue = worker_queue, .queue_under = 24h});
       } catch (const Error& e) {
         error = e.what();
       }
@@ -120,14 +210,23 @@ class Rank {
     send(0, FrameKind::opened, error);
   }
 
-  void start(std::uint64_t task, const Call& call) {
+  // begin() runs a call: `queued` says that rank 0 queued it, and hears
+  // `started` (with whatever reports wait to go).
+  void begin(std::uint64_t task, const Call& call, bool queued) {
+    if (queued) {
+      Message m;
+      m.kind = Message::Kind::started;
+      m.task = TaskId(task);
+      m.started = clock::now();
+      report(std::move(m));
+    }
     if (!isolate_) {
+      flush();  // the task may run for long: rank 0 hears the reports before it
       InlineChannel channel(*this, task);
       Message m = execute(call, channel);
-      std::cout.flush();
-      std::fflush(nullptr);
+      flush_output();
       m.task = TaskId(task);
-      send(0, FrameKind::report, encode_report(m));
+      report(std::move(m));
       return;
     }
     std::optional<TaskId> local;
@@ -143,7 +242,8 @@ class Rank {
       m.task = TaskId(task);
       m.reason = "rank " + std::to_string(world().rank) + " could not run it: " + why;
       m.completed = clock::now();
-      send(0, FrameKind::report, encode_report(m));
+      report(std::move(m));
+      give_back_all();
       return;
     }
     busy_ = true;
@@ -152,30 +252,151 @@ class Rank {
     local_ = *local;
   }
 
-  // forward() sends the ending of the worker's task to rank 0.
-  void forward(Message m) {
-    if (m.kind == Message::Kind::started || m.task != local_) return;
-    m.task = TaskId(task_);
-    if (m.kind == Message::Kind::post) {  // the task goes on
-      send(0, FrameKind::report, encode_report(m));
-      return;
+  // feed() gives held calls to the worker (isolate: to start, or to its
+  // queue while it has room) or, without isolate, runs the next one; true
+  // when it did something.
+  bool feed() {
+    bool fed = false;
+    while (!queued_.empty()) {
+      if (!isolate_ || !worker_active()) {
+        Queued q = std::move(queued_.front());
+        queued_.pop_front();
+        begin(q.task, q.call, true);
+        fed = true;
+        if (!isolate_) break;  // it ran: frames first, then the next
+        continue;
+      }
+      std::optional<TaskId> local;
+      try {
+        local = vm_->queue(queued_.front().call, std::nullopt);
+      } catch (const Error&) {
+        // As start() would: the call waits here, and begins (or fails) there.
+      }
+      if (!local) break;
+      passed_.push_back(Passed{queued_.front().task, *local});
+      queued_.pop_front();
+      fed = true;
     }
-    busy_ = false;
-    send(0, FrameKind::report, encode_report(m));
+    return fed;
   }
 
-  // release() ends the session: a running task is stopped and its ending
-  // dropped, then rank 0 hears that nothing of the session is left here.
+  // forward() reports the worker's messages to rank 0: posts, the start
+  // of a call passed on to its queue, and endings. A worker that was lost
+  // or killed gives back the calls queued behind the task (they never
+  // ran): its ProcessVM withdraws those passed on, the rank those it holds.
+  void forward(Message m) {
+    switch (m.kind) {
+      case Message::Kind::started: {
+        if (passed_.empty() || passed_.front().local != m.task) return;
+        busy_ = true;
+        since_ = clock::now();
+        task_ = passed_.front().task;
+        local_ = m.task;
+        passed_.pop_front();
+        m.task = TaskId(task_);
+        report(std::move(m));
+        return;
+      }
+      case Message::Kind::post:  // the task goes on
+        if (!busy_ || m.task != local_) return;
+        m.task = TaskId(task_);
+        report(std::move(m));
+        return;
+      case Message::Kind::withdrawn:
+        if (auto it = passed(m.task); it != passed_.end()) {
+          // Asked back by rank 0, or given back between tasks: said now.
+          // Given back because the worker running a task was lost or
+          // killed: said with that task's ending, in the same report frame.
+          if (it->withdrawing || !busy_) {
+            withdrawn(it->task);
+          } else {
+            returned_.push_back(it->task);
+          }
+          passed_.erase(it);
+        }
+        return;
+      case Message::Kind::result:
+      case Message::Kind::exit:
+      case Message::Kind::worker_lost:
+        break;
+    }
+    if (busy_ && m.task == local_) {
+      busy_ = false;
+      m.task = TaskId(task_);
+      const bool killed = m.kind != Message::Kind::result;
+      report(std::move(m));
+      if (killed) give_back_all();
+      return;
+    }
+    // A call passed on that ended unrun: cancelled while queued (rank 0
+    // marked it, and ends it with `exit`), or killed as it began.
+    if (auto it = passed(m.task); it != passed_.end()) {
+      withdrawn(it->task);
+      passed_.erase(it);
+    }
+  }
+
+  // worker_active() says whether the worker runs a task or holds calls.
+  bool worker_active() const { return vm_ && (busy_ || !passed_.empty()); }
+
+  // give_back() takes queued `task` back unrun (`withdrawn`), if it is here.
+  void give_back(std::uint64_t task) {
+    auto it = std::find_if(queued_.begin(), queued_.end(), [task](const Queued& q) { return q.task == task; });
+    if (it == queued_.end()) return;
+    queued_.erase(it);
+    withdrawn(task);
+  }
+  void give_back_all() {
+    for (std::uint64_t task : returned_) withdrawn(task);
+    returned_.clear();
+    for (const Queued& q : queued_) withdrawn(q.task);
+    queued_.clear();
+  }
+  void withdrawn(std::uint64_t task) {
+    Message m;
+    m.kind = Message::Kind::withdrawn;
+    m.task = TaskId(task);
+    report(std::move(m));
+  }
+
+  // report() keeps a message for rank 0; flush() sends what is kept, in
+  // one report frame.
+  void report(Message m) { out_.push_back(std::move(m)); }
+  void flush() {
+    if (out_.empty()) return;
+    send(0, FrameKind::report, encode_reports(out_));
+    out_.clear();
+  }
+
+  // next_frame() is a frame an inline task's receive() held, or one that
+  // has arrived, if any.
+  std::optional<Frame> next_frame() {
+    if (std::optional<Frame> f = take_held()) return f;
+    if (auto in = poll(0)) return std::move(in->frame);
+    return std::nullopt;
+  }
+
+  // release() ends the session: a running task is stopped and the calls
+  // queued are dropped (what they report too), then rank 0 hears that
+  // nothing of the session is left here.
   void release() {
-    if (busy_ && vm_) {
-      vm_->cancel(local_);
-      while (busy_) {
+    queued_.clear();
+    returned_.clear();
+    if (worker_active()) {
+      if (busy_) vm_->cancel(local_);
+      for (const Passed& p : passed_) vm_->cancel(p.local);
+      while (worker_active()) {
         auto m = vm_->receive(-1ns);
-        if (!m) break;
-        if (m->kind != Message::Kind::started && m->kind != Message::Kind::post && m->task == local_) busy_ = false;
+        if (m) {
+          forward(std::move(*m));
+        } else if (vm_->free_slots() == vm_->slots()) {
+          break;  // nothing more can come
+        }
       }
       busy_ = false;
+      passed_.clear();
     }
+    out_.clear();
     send(0, FrameKind::released, {});
   }
 
@@ -196,7 +417,7 @@ class Rank {
       m.ok = true;
       m.failure = Message::Failure::none;
       m.payload = std::move(payload);
-      send(0, FrameKind::report, encode_report(m));
+      send(0, FrameKind::report, encode_reports({m}));
     }
     std::optional<std::string> receive() override {
       Backoff wait(true, frame_arrived);
@@ -237,8 +458,29 @@ class Rank {
     return f;
   }
 
+  struct Queued {
+    std::uint64_t task = 0;
+    Call call;
+  };
+  // A call passed on to the worker's queue: rank 0's id, and the ProcessVM's.
+  struct Passed {
+    std::uint64_t task = 0;
+    TaskId local{};
+    bool withdrawing = false;  // rank 0 asked for it back
+  };
+  std::deque<Passed>::iterator passed(std::uint64_t task) {
+    return std::find_if(passed_.begin(), passed_.end(), [task](const Passed& p) { return p.task == task; });
+  }
+  std::deque<Passed>::iterator passed(const TaskId& local) {
+    return std::find_if(passed_.begin(), passed_.end(), [&local](const Passed& p) { return p.local == local; });
+  }
+
   std::unique_ptr<ProcessVM> vm_;
   std::deque<Frame> held_;  // frames an inline task's receive() took for the loop
+  std::deque<Queued> queued_;   // calls rank 0 queued behind the running one, held here, in order
+  std::deque<Passed> passed_;   // with isolate: those passed on to the worker's queue, in order (before queued_)
+  std::vector<std::uint64_t> returned_;  // passed on, given back by a lost or killed worker: said with its task's end
+  std::vector<Message> out_;    // reports for the next report frame
   bool isolate_ = true;
   bool busy_ = false;
   std::uint64_t task_ = 0;

@@ -81,6 +81,7 @@ class Reader {
   void done() const {
     if (!in_.empty()) fail(std::to_string(in_.size()) + " bytes left over");
   }
+  bool empty() const { return in_.empty(); }
 
  private:
   void need(std::uint64_t n) const {
@@ -274,7 +275,7 @@ std::string encode_report(const Message& m) {
 Message decode_report(std::string_view payload) {
   Reader r(payload, "report");
   auto kind = r.num<std::uint8_t>();
-  if (kind > static_cast<std::uint8_t>(Message::Kind::post)) {
+  if (kind > static_cast<std::uint8_t>(Message::Kind::withdrawn)) {
     throw FrameError("coop: corrupt report frame (unknown message kind " + std::to_string(kind) + ")");
   }
   Message m;
@@ -286,6 +287,20 @@ Message decode_report(std::string_view payload) {
   m.reason = r.bytes();
   r.done();
   return m;
+}
+
+std::string encode_reports(const std::vector<Message>& messages) {
+  Writer w;
+  for (const Message& m : messages) w.bytes(encode_report(m));
+  return w.take();
+}
+
+std::vector<Message> decode_reports(std::string_view payload) {
+  Reader r(payload, "report");
+  std::vector<Message> out;
+  while (!r.empty()) out.push_back(decode_report(r.bytes()));
+  if (out.empty()) throw FrameError("coop: corrupt report frame (no message)");
+  return out;
 }
 
 std::string encode_started(std::uint64_t task, clock::time_point started) {

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <cos/errors.hpp>
 #include <cos/vm.hpp>
@@ -31,11 +32,14 @@ enum class FrameKind : std::uint32_t {
   started = 8,    // worker -> spawner: a queued call began (task id, start time)
   withdrawn = 9,  // worker -> spawner: a queued call was dropped, never run (task id)
   // Between MpiVM's rank 0 and its serving ranks (src/backends/mpi/), one
-  // frame per MPI message; `call` above carries the calls.
+  // frame per MPI message; `call` above carries the calls, `queue` the
+  // calls queued behind a rank's running task, `withdraw` takes one back
+  // (the rank answers with reports: started and withdrawn are Message kinds),
+  // and `cancel` also names a queued call.
   open = 10,      // rank 0 -> rank: a session begins (payload: isolate, one byte)
   opened = 11,    // rank -> rank 0: ready for calls (payload: empty, or why it is not)
   cancel = 12,    // rank 0 -> rank: stop this task if it still runs (task id)
-  report = 13,    // rank -> rank 0: a task ended (a whole Message, encode_report)
+  report = 13,    // rank -> rank 0: what its tasks did (whole Messages, encode_reports)
   release = 14,   // rank 0 -> rank: the session ends: stop any task, then confirm
   released = 15,  // rank -> rank 0: nothing of the session is left on this rank
   stop = 16,      // rank 0 -> rank: the program ends: exit
@@ -108,6 +112,10 @@ std::string encode_result_frame(std::uint64_t task, const Message& message);
 // task, the result fields, output and reason (the host is rank 0's to add).
 std::string encode_report(const Message& message);
 Message decode_report(std::string_view payload);
+// A report frame holds one or more reports, in order, so that a rank tells
+// rank 0 a result and the start of its next queued call in one MPI message.
+std::string encode_reports(const std::vector<Message>& messages);
+std::vector<Message> decode_reports(std::string_view payload);
 
 // started frames: a task id and when it began.
 std::string encode_started(std::uint64_t task, clock::time_point started);
