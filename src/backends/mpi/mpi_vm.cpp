@@ -17,6 +17,7 @@
 #include <cos/remote.hpp>
 
 #include "backends/env_seconds.hpp"
+#include "backends/queued_call.hpp"
 #include "backends/mpi/world.hpp"
 #include "backends/process/impl.hpp"
 #include "backends/process/worker.hpp"
@@ -44,34 +45,16 @@ struct RankSlot {
   bool runs_long = false;          // VM::runs_long: nothing queues behind it
   // Calls sent with `queue` frames that have not begun, in order: the slot
   // stays busy while it holds any.
-  struct Queued {
-    std::uint64_t task = 0;
-    bool withdrawing = false;  // a withdraw frame went out
-    bool cancelled = false;    // cancel(): ends with `exit`, never runs
-  };
+  using Queued = detail::QueuedCall;
   std::deque<Queued> queued{};
   bool busy() const { return task != 0 || !queued.empty(); }
 };
 
 std::deque<RankSlot::Queued>::iterator find_queued(RankSlot& s, std::uint64_t task) {
-  return std::find_if(s.queued.begin(), s.queued.end(), [task](const RankSlot::Queued& q) { return q.task == task; });
+  return detail::find_queued(s.queued, task);
 }
 
-// unrun() is the message that ends a queued call that never began:
-// `withdrawn`, or `exit` when it was cancelled.
-Message unrun(const RankSlot::Queued& q, const HostId& host) {
-  Message m;
-  m.task = TaskId(q.task);
-  m.host = host;
-  if (q.cancelled) {
-    m.kind = Message::Kind::exit;
-    m.reason = "cancelled";
-    m.completed = clock::now();
-  } else {
-    m.kind = Message::Kind::withdrawn;
-  }
-  return m;
-}
+using detail::unrun;
 
 }  // namespace
 

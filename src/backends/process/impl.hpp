@@ -21,6 +21,7 @@
 #include <sys/epoll.h>
 
 #include "backends/process/frame.hpp"
+#include "backends/queued_call.hpp"
 #include "backends/spin_wait.hpp"
 
 namespace coop::detail::process {
@@ -77,11 +78,7 @@ struct Slot {
   std::uint64_t task = 0;  // while busy: the running task (0 between a result and the next queued call)
   // Calls sent with `queue` frames that have not begun, in order: the slot
   // stays busy while it holds any.
-  struct Queued {
-    std::uint64_t task = 0;
-    bool withdrawing = false;  // a withdraw frame went out
-    bool cancelled = false;    // cancel(): ends with `exit`, never runs
-  };
+  using Queued = detail::QueuedCall;
   std::deque<Queued> queued{};
   clock::time_point task_began{};  // when the running task began (spawner's clock)
   bool runs_long = false;          // the running task serves a remote object (VM::runs_long)

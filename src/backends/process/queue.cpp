@@ -23,24 +23,10 @@ using detail::process::Source;
 using detail::process::State;
 
 std::deque<Slot::Queued>::iterator find_queued(Slot& s, std::uint64_t task) {
-  return std::find_if(s.queued.begin(), s.queued.end(), [task](const Slot::Queued& q) { return q.task == task; });
+  return detail::find_queued(s.queued, task);
 }
 
-// unrun() is the message that ends a queued call that never began:
-// `withdrawn`, or `exit` when it was cancelled.
-Message unrun(const Slot::Queued& q, const HostId& host) {
-  Message m;
-  m.task = TaskId(q.task);
-  m.host = host;
-  if (q.cancelled) {
-    m.kind = Message::Kind::exit;
-    m.reason = "cancelled";
-    m.completed = clock::now();
-  } else {
-    m.kind = Message::Kind::withdrawn;
-  }
-  return m;
-}
+using detail::unrun;
 
 }  // namespace
 

@@ -1,0 +1,41 @@
+// queued_call.hpp: what a backend that pipelines (VM::queue) keeps of a call
+// queued on a busy slot, and the message that ends one that never ran:
+// shared by ProcessVM's slots and MpiVM's ranks.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+
+#include <cos/vm.hpp>
+
+namespace coop::detail {
+
+// QueuedCall is a call sent ahead to a busy slot that has not begun.
+struct QueuedCall {
+  std::uint64_t task = 0;
+  bool withdrawing = false;  // a withdraw frame went out
+  bool cancelled = false;    // cancel(): ends with `exit`, never runs
+};
+
+inline std::deque<QueuedCall>::iterator find_queued(std::deque<QueuedCall>& queued, std::uint64_t task) {
+  return std::find_if(queued.begin(), queued.end(), [task](const QueuedCall& q) { return q.task == task; });
+}
+
+// unrun() is the message that ends a queued call that never began:
+// `withdrawn`, or `exit` when it was cancelled.
+inline Message unrun(const QueuedCall& q, const HostId& host) {
+  Message m;
+  m.task = TaskId(q.task);
+  m.host = host;
+  if (q.cancelled) {
+    m.kind = Message::Kind::exit;
+    m.reason = "cancelled";
+    m.completed = clock::now();
+  } else {
+    m.kind = Message::Kind::withdrawn;
+  }
+  return m;
+}
+
+}  // namespace coop::detail
