@@ -1,6 +1,7 @@
 // Pipelining on ProcessVM (ProcessOptions::queue, VM::queue), what only
 // ProcessVM has: each task's output is its own although a queued call
-// starts right after the one before (the workers' task marks), and the
+// starts right after the one before (the cut that each `started` carries,
+// output_counts.hpp), and the
 // worker's reaping of a task's orphans, which happens only when a task may
 // have left one. The rules that hold on every backend that queues
 // (priorities, host queues, timeouts from the real start, crashes, cancel,
@@ -59,6 +60,50 @@ int say(int i) {
 }
 COS_REMOTE(say);
 
+// say_much() writes its task's share of output in several ways: C's stdout
+// (buffered), stderr, write(2) on fd 1, and a task in 25 more than the
+// pipe holds (96 KiB), so that the spawner reads it in pieces, some
+// perhaps after the next task has begun; a task in 7 writes nothing.
+// Every line names the task.
+int say_much(int i) {
+  if (i % 7 == 3) return i;
+  std::printf("out-%d\n", i);
+  std::fprintf(stderr, "err-%d\n", i);
+  std::string line = "raw-" + std::to_string(i) + "\n";
+  if (::write(1, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return -1;
+  if (i % 25 == 0) {
+    std::string big;
+    while (big.size() < 96 * 1024) big += "big-" + std::to_string(i) + "\n";
+    std::fwrite(big.data(), 1, big.size(), stdout);
+  }
+  return i;
+}
+COS_REMOTE(say_much);
+
+// lines_of(i) is how many lines say_much(i) writes.
+std::size_t lines_of(int i) {
+  if (i % 7 == 3) return 0;
+  if (i % 25 != 0) return 3;
+  const std::size_t line = 5 + std::to_string(i).size();  // "big-<i>\n"
+  return 3 + (96 * 1024 + line - 1) / line;
+}
+
+// foreign_lines() counts the lines of `output` that do not end in "-<i>".
+int foreign_lines(const std::string& output, int i) {
+  std::string tail = "-";
+  tail += std::to_string(i);
+  int foreign = 0;
+  std::size_t from = 0;
+  while (from < output.size()) {
+    std::size_t end = output.find('\n', from);
+    if (end == std::string::npos) end = output.size();
+    std::string_view line(output.data() + from, end - from);
+    if (line.size() < tail.size() || line.substr(line.size() - tail.size()) != tail) ++foreign;
+    from = end + 1;
+  }
+  return foreign;
+}
+
 // reaped(pid): the worker no longer has that child, not even as a zombie.
 bool reaped(int pid) { return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD; }
 COS_REMOTE(reaped);
@@ -111,6 +156,34 @@ TEST_CASE("queue: each task's output is its own, also when a queued call starts 
         CHECK(queued_behind > 0);  // some began right after another: pipelined
       },
       coop::Options{.vm = vm(2, 2)});
+}
+
+TEST_CASE("queue: output on both streams, written every way and larger than a pipe, stays with its task") {
+  coop::run(
+      [] {
+        warm_up();
+        std::vector<coop::Job<int>> jobs;
+        for (int i = 0; i < 300; ++i) jobs.push_back(coop::job(say_much, i));
+        int wrong = 0;
+        coop::dispatch(jobs, [&](coop::Stream<int>& results) {
+          for (auto& r : results) {
+            int i = r.value.get();
+            REQUIRE(i >= 0);
+            std::size_t lines = static_cast<std::size_t>(std::count(r.output.begin(), r.output.end(), '\n'));
+            bool own = foreign_lines(r.output, i) == 0 && lines == lines_of(i);
+            for (const char* kind : {"out-", "err-", "raw-"}) {
+              if (lines_of(i) > 0 && r.output.find(kind + std::to_string(i) + "\n") == std::string::npos) own = false;
+            }
+            if (!own) {
+              ++wrong;
+              UNSCOPED_INFO("job " << i << " has " << lines << " lines of output, " << foreign_lines(r.output, i)
+                                   << " of them another task's: '" << r.output.substr(0, 200) << "'");
+            }
+          }
+        });
+        CHECK(wrong == 0);
+      },
+      coop::Options{.vm = vm(2, 4)});
 }
 
 TEST_CASE("worker: children a task leaves behind are reaped once it returns") {

@@ -1,7 +1,7 @@
 // fork_server.cpp: a serving rank's fork server (see fork_server.hpp). The
-// rank sends it the five descriptors of a new keeper over a SOCK_SEQPACKET
+// rank sends it the six descriptors of a new keeper over a SOCK_SEQPACKET
 // socket (SCM_RIGHTS); it forks and execs the keeper with them as stdin,
-// stdout, stderr, 3 (calls) and 4 (results), and answers with the pid; when
+// stdout, stderr, 3 (calls), 4 (results) and 5 (output counts), and answers with the pid; when
 // a keeper ends it reaps it and sends its status, which the rank's
 // ProcessVM reads through the launcher seam instead of waitpid.
 #include "backends/mpi/fork_server.hpp"
@@ -44,13 +44,13 @@ struct Reply {
 
 // start_keeper() forks and execs one keeper on the received descriptors.
 // Only async-signal-safe calls happen between fork and exec.
-pid_t start_keeper(const int (&fds)[5], std::vector<char*>& argv, std::vector<char*>& envp) {
+pid_t start_keeper(const int (&fds)[6], std::vector<char*>& argv, std::vector<char*>& envp) {
   pid_t pid = ::fork();
   if (pid != 0) return pid;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the keeper sets its own after exec
-  int high[5];
-  for (int i = 0; i < 5; ++i) high[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 10);  // clear of 0..4; dup2 below clears CLOEXEC on 0..4
-  for (int i = 0; i < 5; ++i) ::dup2(high[i], i);
+  int high[6];
+  for (int i = 0; i < 6; ++i) high[i] = ::fcntl(fds[i], F_DUPFD_CLOEXEC, 10);  // clear of 0..5; dup2 below clears CLOEXEC on 0..5
+  for (int i = 0; i < 6; ++i) ::dup2(high[i], i);
   ::signal(SIGINT, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
@@ -79,7 +79,7 @@ pid_t start_keeper(const int (&fds)[5], std::vector<char*>& argv, std::vector<ch
   for (char** e = environ; e && *e; ++e) {
     if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0 && !launcher_variable(*e)) env.emplace_back(*e);
   }
-  env.push_back(prefix + "3:4:" + std::to_string(::getpid()));
+  env.push_back(prefix + "3:4:" + std::to_string(::getpid()) + ":5");
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -104,7 +104,7 @@ pid_t start_keeper(const int (&fds)[5], std::vector<char*>& argv, std::vector<ch
     if (p[0].revents) {
       char byte = 0;
       iovec io{&byte, 1};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 5)];
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 6)];
       msghdr msg{};
       msg.msg_iov = &io;
       msg.msg_iovlen = 1;
@@ -114,7 +114,7 @@ pid_t start_keeper(const int (&fds)[5], std::vector<char*>& argv, std::vector<ch
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) ::_exit(0);  // the rank closed its end, or died
       cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      int fds[5] = {-1, -1, -1, -1, -1};
+      int fds[6] = {-1, -1, -1, -1, -1, -1};
       if (c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof fds)) {
         std::memcpy(fds, CMSG_DATA(c), sizeof fds);
       }
@@ -138,10 +138,10 @@ class ServerLauncher final : public process::KeeperLauncher {
  public:
   explicit ServerLauncher(int sock) : sock_(sock) {}
 
-  pid_t launch(const int (&fds)[5]) override {
+  pid_t launch(const int (&fds)[6]) override {
     char byte = 1;
     iovec io{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 5)] = {};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 6)] = {};
     msghdr msg{};
     msg.msg_iov = &io;
     msg.msg_iovlen = 1;

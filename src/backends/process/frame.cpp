@@ -303,23 +303,23 @@ std::vector<Message> decode_reports(std::string_view payload) {
   return out;
 }
 
-std::string encode_started(std::uint64_t task, clock::time_point started) {
+std::string encode_started(std::uint64_t task, clock::time_point started, const process::OutputCut& cut) {
   Writer w;
   w.num(task);
   w.num<std::int64_t>(ticks(started));
+  w.num(cut.at[0]);
+  w.num(cut.at[1]);
   return w.take();
 }
 
-void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started) {
+void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started,
+                    process::OutputCut& cut) {
   Reader r(payload, "started");
   task = r.num<std::uint64_t>();
   started = at(r.num<std::int64_t>());
+  cut.at[0] = r.num<std::uint64_t>();
+  cut.at[1] = r.num<std::uint64_t>();
   r.done();
-}
-
-std::string task_marker(std::int64_t pid) {
-  // Control characters around the pid: no task writes that by chance.
-  return "\x1e\x1f" "cos: task begins, worker " + std::to_string(pid) + "\x1f\x1e";
 }
 
 std::string encode_task(std::uint64_t task) {

@@ -17,6 +17,8 @@
 #include <cos/errors.hpp>
 #include <cos/vm.hpp>
 
+#include "backends/process/output_counts.hpp"
+
 namespace coop::detail {
 
 enum class FrameKind : std::uint32_t {
@@ -117,14 +119,11 @@ Message decode_report(std::string_view payload);
 std::string encode_reports(const std::vector<Message>& messages);
 std::vector<Message> decode_reports(std::string_view payload);
 
-// started frames: a task id and when it began.
-std::string encode_started(std::uint64_t task, clock::time_point started);
-void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started);
-
-// task_marker(pid) is what worker `pid` writes to its stdout and stderr
-// just before a queued call begins, so that the spawner can tell which
-// task wrote what (a queued call starts right after the result before it).
-std::string task_marker(std::int64_t pid);
+// started frames: a task id, when it began, and where the output of the
+// task before it ends in the worker's stdout and stderr (output_counts.hpp).
+std::string encode_started(std::uint64_t task, clock::time_point started, const process::OutputCut& cut);
+void decode_started(std::string_view payload, std::uint64_t& task, clock::time_point& started,
+                    process::OutputCut& cut);
 
 // A task id alone (cancel, withdraw, withdrawn).
 std::string encode_task(std::uint64_t task);

@@ -21,6 +21,7 @@
 #include <sys/epoll.h>
 
 #include "backends/process/frame.hpp"
+#include "backends/process/output_counts.hpp"
 #include "backends/queued_call.hpp"
 #include "backends/spin_wait.hpp"
 
@@ -82,24 +83,35 @@ struct Slot {
   std::deque<Queued> queued{};
   clock::time_point task_began{};  // when the running task began (spawner's clock)
   bool runs_long = false;          // the running task serves a remote object (VM::runs_long)
-  std::string output{};    // what the running task wrote
-  bool output_truncated = false;
   // Set by pump() while it handles this slot's result pipe: its output
   // pipes were polled after the pipe in the same pass and drained if
   // readable, so a result needs no further read of them (see pump()).
   bool output_polled = false;
   std::string out_line{}, err_line{};  // partial lines waiting for their newline
-  // Task marks in the output (frame.hpp task_marker()): a worker writes one
-  // to stdout and stderr just before a queued call begins. What comes
-  // after k marks not yet matched by a `started` belongs to the k-th task
-  // after the running one: ahead_output[k-1].
-  std::string marker{};  // this worker's mark (empty until its hello)
-  struct Marks {
-    std::string held{};     // bytes that may be the start of a mark
-    std::size_t ahead = 0;  // marks seen beyond the running task
+  // What the worker wrote to stdout (stream 0) and stderr (1), read and
+  // not yet given to a task, in the order read; each chunk's `end` is its
+  // position in its stream. The running task's output is all of it until
+  // the next queued call's `started` says where it ends (a cut, see
+  // output_counts.hpp); with no call queued, all that a result finds.
+  struct Chunk {
+    int stream = 0;
+    std::uint64_t end = 0;
+    std::string bytes{};
   };
-  Marks out_marks{}, err_marks{};
-  std::deque<std::string> ahead_output{};
+  std::deque<Chunk> unclaimed{};
+  std::size_t unclaimed_bytes = 0;  // at most max_task_output
+  bool output_dropped = false;      // bytes were read but not kept: the next claims say so
+  std::uint64_t taken[2] = {0, 0};  // bytes read from stdout, stderr
+  OutputCounts* counts = nullptr;   // `taken`, shared with the worker
+  // A result that the worker's next queued call may follow: it waits for
+  // that call's `started` (which says where its output ends), or for the
+  // slot to hold no more calls (settle()).
+  std::optional<Message> held_result{};
+  void forget_output() {
+    unclaimed.clear();
+    unclaimed_bytes = 0;
+    output_dropped = false;
+  }
   clock::time_point deadline{};        // while starting: hello by then
   std::optional<Message> pending{};    // delivered once the replacement is ready
   int failed_starts = 0;
@@ -214,8 +226,9 @@ struct ProcessVM::Impl {
   bool handle_frames(Slot& s);
   bool handle_frame(Slot& s, detail::Frame& f);
   void drain(Slot& s, Source which, bool to_end = false);
-  void on_output(Slot& s, Source which, const char* data, std::size_t size);
-  void keep_output(Slot& s, Source which, std::size_t ahead, const char* data, std::size_t size);
+  void keep_output(Slot& s, Source which, const char* data, std::size_t size);
+  std::string claim_output(Slot& s, const detail::process::OutputCut* cut);
+  void release_held(Slot& s, const detail::process::OutputCut* cut);
   void flush_partial_lines(Slot& s);
   bool anything_to_wait_for() const;
 
@@ -226,7 +239,7 @@ struct ProcessVM::Impl {
   std::optional<std::pair<Slot*, std::size_t>> queued_on(std::uint64_t task);
   void withdraw_all(Slot& s);
   void send_withdraw(Slot& s, std::uint64_t task);
-  bool on_started(Slot& s, std::uint64_t task, clock::time_point started);
+  bool on_started(Slot& s, std::uint64_t task, clock::time_point started, const detail::process::OutputCut& cut);
   void on_withdrawn(Slot& s, std::uint64_t task);
   void settle(Slot& s);
 };

@@ -13,9 +13,10 @@ class KeeperLauncher {
  public:
   virtual ~KeeperLauncher() = default;
   // launch() starts a keeper of this program whose stdin, stdout, stderr,
-  // call pipe and result pipe are fds[0..4] (the caller closes its copies
-  // afterwards) and returns its pid. Throws coop::Error when it cannot.
-  virtual pid_t launch(const int (&fds)[5]) = 0;
+  // call pipe, result pipe and output counts (output_counts.hpp) are
+  // fds[0..5] (the caller closes its copies afterwards) and returns its
+  // pid. Throws coop::Error when it cannot.
+  virtual pid_t launch(const int (&fds)[6]) = 0;
   // wait() is waitpid(pid, &status, block ? 0 : WNOHANG) for a keeper that
   // launch() started: pid once it ended (status set), 0 while it runs, -1
   // when it is not known.

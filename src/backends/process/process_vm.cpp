@@ -167,8 +167,7 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
   slot->task = id;
   slot->task_began = clock::now();
   slot->runs_long = false;
-  slot->output.clear();
-  slot->output_truncated = false;
+  slot->forget_output();
   m.send_frame(*slot, std::move(frame));
   return TaskId(id);
 }
@@ -235,7 +234,7 @@ void ProcessVM::Impl::kill_task(Slot& s) {
   msg.task = TaskId(s.task);
   msg.host = hosts[s.host];
   msg.reason = "cancelled";
-  msg.output = std::move(s.output);
+  msg.output = claim_output(s, nullptr);
   msg.completed = clock::now();
   s.pending = std::move(msg);
   replace(s);

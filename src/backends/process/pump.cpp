@@ -64,7 +64,6 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         auto pid = detail::decode_hello(f.payload);
         if (s.state != State::starting || pid <= 0 || pid == s.pid) throw FrameError("coop: unexpected hello frame");
         s.worker = static_cast<pid_t>(pid);
-        s.marker = detail::task_marker(pid);
         s.state = State::idle;
         s.failed_starts = 0;
         if (s.pending) {
@@ -80,11 +79,6 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
         Message m;
         detail::decode_result(f.payload, task, m);
         if (s.state != State::busy || task == 0 || task != s.task) throw FrameError("coop: unexpected result frame");
-        // The worker flushed its output before it sent the result: take it all in.
-        if (!s.output_polled) {
-          drain(s, Source::out);
-          drain(s, Source::err);
-        }
         m.kind = Message::Kind::result;
         m.task = TaskId(task);
         {
@@ -92,21 +86,31 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
           typical_run = typical_run ? (3 * *typical_run + run) / 4 : run;
         }
         m.host = hosts[s.host];
-        m.output = std::move(s.output);
-        if (s.output_truncated) m.output += "\n[coop: output truncated]\n";
-        s.output.clear();
-        s.output_truncated = false;
         s.task = 0;
         s.runs_long = false;
+        if (!s.queued.empty()) {
+          // The worker may begin a queued call now: its `started` says
+          // where this task's output ends.
+          s.held_result = std::move(m);
+          return true;
+        }
+        // The worker flushed its output before it sent the result, and runs
+        // nothing after it: take it all in.
+        if (!s.output_polled) {
+          drain(s, Source::out);
+          drain(s, Source::err);
+        }
+        m.output = claim_output(s, nullptr);
         ready.push_back(std::move(m));
-        settle(s);  // idle, unless calls are queued on it
+        settle(s);  // idle
         return true;
       }
       case FrameKind::started: {
         std::uint64_t task = 0;
         clock::time_point started;
-        detail::decode_started(f.payload, task, started);
-        return on_started(s, task, started);
+        detail::process::OutputCut cut;
+        detail::decode_started(f.payload, task, started, cut);
+        return on_started(s, task, started, cut);
       }
       case FrameKind::withdrawn:
         on_withdrawn(s, detail::decode_task(f.payload));
@@ -164,16 +168,21 @@ void ProcessVM::Impl::on_results(Slot& s) {
 // drain() reads what the pipe holds now; `to_end` also reads on until the
 // end of the stream shows, for a worker that is gone or going. A short read
 // emptied the pipe: without `to_end` it ends the drain (a read more would
-// only say EAGAIN; with the task marks of pipelined calls that was every
-// other read of the spawner).
+// only say EAGAIN). Each read is counted in the slot's OutputCounts, which
+// the worker reads to say where a task's output ends.
 void ProcessVM::Impl::drain(Slot& s, Source which, bool to_end) {
   int& fd = which == Source::out ? s.out : s.err;
+  const int stream = which == Source::out ? 0 : 1;
   char buf[1 << 16];
   while (fd >= 0) {
+    detail::process::begin_read(s.counts);
     ssize_t n = ::read(fd, buf, sizeof buf);
+    const std::size_t got = n > 0 ? static_cast<std::size_t>(n) : 0;
+    s.taken[stream] += got;
+    detail::process::end_read(s.counts, stream, got);
     if (n > 0) {
-      on_output(s, which, buf, static_cast<std::size_t>(n));
-      if (!to_end && static_cast<std::size_t>(n) < sizeof buf) break;
+      keep_output(s, which, buf, got);
+      if (!to_end && got < sizeof buf) break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -182,53 +191,28 @@ void ProcessVM::Impl::drain(Slot& s, Source which, bool to_end) {
   }
 }
 
-namespace {
-
-// partial_mark() is the length of the longest end of `text` that is the
-// start of `mark` (and not all of it).
-std::size_t partial_mark(std::string_view text, std::string_view mark) {
-  for (std::size_t n = std::min(text.size(), mark.size() - 1); n > 0; --n) {
-    if (text.substr(text.size() - n) == mark.substr(0, n)) return n;
-  }
-  return 0;
-}
-
-}  // namespace
-
-// on_output() takes bytes from a worker's stdout or stderr: it cuts them at
-// the worker's task marks (a queued call begins there) and hands each piece
-// to keep_output() for the task that wrote it.
-void ProcessVM::Impl::on_output(Slot& s, Source which, const char* data, std::size_t size) {
-  Slot::Marks& marks = which == Source::out ? s.out_marks : s.err_marks;
-  if (s.marker.empty() || (marks.held.empty() && !std::memchr(data, s.marker[0], size))) {
-    keep_output(s, which, marks.ahead, data, size);  // no mark here: the common case, no copy
-    return;
-  }
-  marks.held.append(data, size);
-  std::string_view rest(marks.held);
-  for (std::size_t at; (at = rest.find(s.marker)) != std::string_view::npos;) {
-    keep_output(s, which, marks.ahead, rest.data(), at);
-    ++marks.ahead;
-    rest.remove_prefix(at + s.marker.size());
-  }
-  std::size_t keep = partial_mark(rest, s.marker);
-  keep_output(s, which, marks.ahead, rest.data(), rest.size() - keep);
-  marks.held = std::string(rest.substr(rest.size() - keep));
-}
-
 // keep_output() forwards whole lines to the spawner's stdout or stderr (one
-// write per batch, so lines of different workers do not mix) and keeps the
-// bytes as the output of the running task (ahead 0) or of a queued one.
-void ProcessVM::Impl::keep_output(Slot& s, Source which, std::size_t ahead, const char* data, std::size_t size) {
+// write per batch, so lines of different workers do not mix) and, while
+// the slot is busy, keeps the bytes for the task that wrote them (see
+// claim_output()), up to max_task_output.
+void ProcessVM::Impl::keep_output(Slot& s, Source which, const char* data, std::size_t size) {
   if (size == 0) return;
-  if (ahead > 0) {
-    if (s.ahead_output.size() < ahead) s.ahead_output.resize(ahead);
-    std::string& out = s.ahead_output[ahead - 1];
-    out.append(data, std::min(size, max_task_output - std::min(max_task_output, out.size())));
-  } else if (s.state == State::busy) {
-    std::size_t room = max_task_output - std::min(max_task_output, s.output.size());
-    s.output.append(data, std::min(room, size));
-    if (size > room) s.output_truncated = true;
+  if (s.state == State::busy) {
+    const int stream = which == Source::out ? 0 : 1;
+    const std::uint64_t end = s.taken[stream];  // drain() counted these bytes already
+    std::size_t keep = std::min(size, max_task_output - std::min(max_task_output, s.unclaimed_bytes));
+    if (keep < size) s.output_dropped = true;
+    if (keep > 0) {
+      const std::uint64_t kept_end = end - (size - keep);
+      if (!s.unclaimed.empty() && s.unclaimed.back().stream == stream &&
+          s.unclaimed.back().end == kept_end - keep) {
+        s.unclaimed.back().bytes.append(data, keep);
+        s.unclaimed.back().end = kept_end;
+      } else {
+        s.unclaimed.push_back(Slot::Chunk{stream, kept_end, std::string(data, keep)});
+      }
+      s.unclaimed_bytes += keep;
+    }
   }
   std::string& line = which == Source::out ? s.out_line : s.err_line;
   int fd = which == Source::out ? 1 : 2;
@@ -244,12 +228,54 @@ void ProcessVM::Impl::keep_output(Slot& s, Source which, std::size_t ahead, cons
   }
 }
 
-void ProcessVM::Impl::flush_partial_lines(Slot& s) {
-  // Bytes held as the possible start of a mark were output after all.
-  for (auto [marks, which] : {std::pair{&s.out_marks, Source::out}, std::pair{&s.err_marks, Source::err}}) {
-    std::string held = std::exchange(marks->held, {});
-    keep_output(s, which, marks->ahead, held.data(), held.size());
+// claim_output() takes the output of the task that ends at `cut` (the
+// positions in stdout and stderr where the next one's begins; nullptr: all
+// that has been read) out of what the slot holds, in the order read.
+std::string ProcessVM::Impl::claim_output(Slot& s, const detail::process::OutputCut* cut) {
+  std::string output;
+  if (!cut) {
+    for (const Slot::Chunk& c : s.unclaimed) output += c.bytes;
+    s.unclaimed.clear();
+  } else {
+    std::deque<Slot::Chunk> rest;
+    for (Slot::Chunk& c : s.unclaimed) {
+      const std::uint64_t start = c.end - c.bytes.size(), limit = cut->at[c.stream];
+      if (c.end <= limit) {
+        output += c.bytes;
+      } else if (start >= limit) {
+        rest.push_back(std::move(c));
+      } else {
+        const std::size_t mine = static_cast<std::size_t>(limit - start);
+        output.append(c.bytes, 0, mine);
+        c.bytes.erase(0, mine);
+        rest.push_back(std::move(c));
+      }
+    }
+    s.unclaimed = std::move(rest);
   }
+  s.unclaimed_bytes -= std::min(s.unclaimed_bytes, output.size());
+  if (s.output_dropped) {
+    output += "\n[coop: output truncated]\n";
+    if (s.unclaimed.empty()) s.output_dropped = false;
+  }
+  return output;
+}
+
+// release_held() hands on the result that waited for the worker's next
+// `started` (with its cut) or for the slot to hold no more calls (nullptr),
+// with its output.
+void ProcessVM::Impl::release_held(Slot& s, const detail::process::OutputCut* cut) {
+  if (!s.held_result) return;
+  // The worker took the cut before it sent it: those bytes are in the pipes.
+  if (!cut || s.taken[0] < cut->at[0]) drain(s, Source::out);
+  if (!cut || s.taken[1] < cut->at[1]) drain(s, Source::err);
+  Message m = std::move(*s.held_result);
+  s.held_result.reset();
+  m.output = claim_output(s, cut);
+  ready.push_back(std::move(m));
+}
+
+void ProcessVM::Impl::flush_partial_lines(Slot& s) {
   for (auto [line, fd] : {std::pair{&s.out_line, 1}, std::pair{&s.err_line, 2}}) {
     if (line->empty()) continue;
     line->push_back('\n');

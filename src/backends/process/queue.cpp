@@ -125,7 +125,8 @@ void ProcessVM::Impl::withdraw_all(Slot& s) {
 // on_started() takes a worker's `started`: its next queued call began.
 // Returns false when that call had been cancelled meanwhile: the worker is
 // then killed (and replaced) as cancel() kills a running task.
-bool ProcessVM::Impl::on_started(Slot& s, std::uint64_t task, clock::time_point started) {
+bool ProcessVM::Impl::on_started(Slot& s, std::uint64_t task, clock::time_point started,
+                                 const detail::process::OutputCut& cut) {
   if (s.state != State::busy || s.task != 0 || s.queued.empty() || s.queued.front().task != task) {
     throw FrameError("coop: unexpected started frame");
   }
@@ -133,18 +134,12 @@ bool ProcessVM::Impl::on_started(Slot& s, std::uint64_t task, clock::time_point 
   s.queued.pop_front();
   s.task = task;
   s.task_began = clock::now();
-  // Its output is what came after its mark, which the worker wrote before
-  // this frame: read it now if it was not yet. What came between the
-  // previous result and the mark was not a task's.
-  for (auto [marks, which] : {std::pair{&s.out_marks, Source::out}, std::pair{&s.err_marks, Source::err}}) {
-    if (marks->ahead == 0) drain(s, which);
-    if (marks->ahead > 0) --marks->ahead;
-  }
-  s.output.clear();
-  s.output_truncated = false;
-  if (!s.ahead_output.empty()) {
-    s.output = std::move(s.ahead_output.front());
-    s.ahead_output.pop_front();
+  // The result before it waited for this: its output ends at the cut, and
+  // what follows is this task's.
+  if (s.held_result) {
+    release_held(s, &cut);
+  } else {
+    claim_output(s, &cut);  // not a task's (a worker sends no started without a result before it)
   }
   if (cancelled) {
     kill_task(s);
@@ -173,7 +168,10 @@ void ProcessVM::Impl::on_withdrawn(Slot& s, std::uint64_t task) {
 // settle() frees a busy slot that has nothing left: no running task, no
 // queued call.
 void ProcessVM::Impl::settle(Slot& s) {
-  if (s.state == State::busy && s.task == 0 && s.queued.empty()) s.state = State::idle;
+  if (s.state == State::busy && s.task == 0 && s.queued.empty()) {
+    release_held(s, nullptr);  // no call can follow it now
+    s.state = State::idle;
+  }
 }
 
 }  // namespace coop

@@ -24,6 +24,7 @@
 
 #include "backends/host_name.hpp"
 #include "backends/process/frame.hpp"
+#include "backends/process/output_counts.hpp"
 #include "posix/fd.hpp"
 #include "remote/channel.hpp"
 
@@ -55,21 +56,25 @@ void flush_output() {
   }
 }
 
-// parse() reads "<calls fd>:<results fd>:<spawner pid>".
-bool parse(const char* spec, int& fd, int& results, long& parent) {
-  char* end = nullptr;
-  errno = 0;
-  long f = std::strtol(spec, &end, 10);
-  if (errno || end == spec || *end != ':' || f < 0 || f > 1 << 24) return false;
-  const char* p = end + 1;
-  long r = std::strtol(p, &end, 10);
-  if (errno || end == p || *end != ':' || r < 0 || r > 1 << 24) return false;
-  p = end + 1;
-  long pid = std::strtol(p, &end, 10);
-  if (errno || end == p || *end != '\0' || pid <= 0) return false;
-  fd = static_cast<int>(f);
-  results = static_cast<int>(r);
-  parent = pid;
+// parse() reads "<calls fd>:<results fd>:<spawner pid>:<output counts fd>".
+bool parse(const char* spec, int& fd, int& results, long& parent, int& counts) {
+  long values[4];
+  const char* p = spec;
+  for (int i = 0; i < 4; ++i) {
+    char* end = nullptr;
+    errno = 0;
+    values[i] = std::strtol(p, &end, 10);
+    if (errno || end == p || *end != (i == 3 ? '\0' : ':')) return false;
+    p = end + 1;
+  }
+  if (values[0] < 0 || values[0] > 1 << 24 || values[1] < 0 || values[1] > 1 << 24 || values[2] <= 0 ||
+      values[3] < 0 || values[3] > 1 << 24) {
+    return false;
+  }
+  fd = static_cast<int>(values[0]);
+  results = static_cast<int>(values[1]);
+  parent = values[2];
+  counts = static_cast<int>(values[3]);
   return true;
 }
 
@@ -325,7 +330,8 @@ void serve_as_worker(const char* spec) {
   int fd = -1;       // calls from the spawner (a pipe)
   int results = -1;  // hello and results to the spawner (a pipe)
   long parent = 0;
-  if (!parse(spec, fd, results, parent)) {
+  int counts_fd = -1;  // the spawner's OutputCounts (output_counts.hpp)
+  if (!parse(spec, fd, results, parent, counts_fd)) {
     die(2, std::string("bad ") + worker_env + " value '" + spec + "'");
   }
   // The spawner set PR_SET_PDEATHSIG before exec; if it died before that
@@ -338,6 +344,7 @@ void serve_as_worker(const char* spec) {
   ::unsetenv(worker_env);
   if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the call pipe is not open");
   if (::fcntl(results, F_SETFD, FD_CLOEXEC) != 0) die(2, "the result pipe is not open");
+  if (::fcntl(counts_fd, F_SETFD, FD_CLOEXEC) != 0) die(2, "the output counts are not open");
   // Split into a keeper (this process, the spawner's child: a subreaper
   // that ends the task's process tree when the worker ends, see keep()) and
   // the worker that serves (its child). This runs in coop::init, before the
@@ -350,7 +357,10 @@ void serve_as_worker(const char* spec) {
   pid_t keeper = ::getpid();
   pid_t worker = ::fork();
   if (worker < 0) die(71, std::string("fork: ") + std::strerror(errno));
-  if (worker > 0) keep(worker, parent, fd);
+  if (worker > 0) {
+    ::close(counts_fd);
+    keep(worker, parent, fd);
+  }
   // The worker ends with its keeper (killed from outside, or by the spawner).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != keeper) std::_Exit(1);
@@ -369,7 +379,13 @@ void serve_as_worker(const char* spec) {
 
   if (!posix::write_all(results, encode_frame(FrameKind::hello, encode_hello(::getpid())), false)) std::_Exit(0);
 
-  const std::string marker = task_marker(::getpid());
+  // Where each task's output ends is told with the next queued call's
+  // `started` (output_counts.hpp), measured on copies of the output pipes
+  // that a task cannot redirect.
+  const process::OutputCounts* counts = process::map_output_counts(counts_fd);
+  if (!counts) die(71, std::string("cannot map the output counts: ") + std::strerror(errno));
+  const int out_pipe = ::fcntl(1, F_DUPFD_CLOEXEC, 3), err_pipe = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (out_pipe < 0 || err_pipe < 0) die(71, std::string("cannot keep a copy of stdout and stderr: ") + std::strerror(errno));
   bool last_queued = false;  // the last call run was a queued one
   Link link;
   link.calls = fd;
@@ -407,15 +423,14 @@ void serve_as_worker(const char* spec) {
       if (!link.send()) std::_Exit(0);
       Link::decode(*call, next);
     } else if (pipelined) {
-      // A queued call begins: its mark goes to the output pipes (the
-      // spawner keeps output per task, and this call's first output could
-      // otherwise be read before the previous result is taken in), and the
-      // spawner learns it with the previous result, in the same write.
+      // A queued call begins: the spawner learns it with the previous
+      // result, in the same write, and where that result's output ends
+      // (this call's first output could be read before the result is
+      // taken in).
       next = std::move(link.queued.front());
       link.queued.pop_front();
-      posix::write_all(1, marker, false);
-      posix::write_all(2, marker, false);
-      if (!link.send(encode_frame(FrameKind::started, encode_started(next.task, clock::now())))) std::_Exit(0);
+      const process::OutputCut cut = process::output_cut(counts, out_pipe, err_pipe);
+      if (!link.send(encode_frame(FrameKind::started, encode_started(next.task, clock::now(), cut)))) std::_Exit(0);
     } else {
       if (!link.send()) std::_Exit(0);  // withdrawn frames, if any
       std::optional<Frame> frame = link.next();

@@ -77,12 +77,9 @@ void ProcessVM::Impl::spawn(Slot& s) {
   s.reader = FrameReader{};
   s.task = 0;
   s.runs_long = false;
-  s.marker.clear();
-  s.out_marks = {};
-  s.err_marks = {};
-  s.ahead_output.clear();
-  s.output.clear();
-  s.output_truncated = false;
+  s.held_result.reset();
+  s.forget_output();
+  s.taken[0] = s.taken[1] = 0;
   s.deadline = clock::now() + start_timeout;
 
   // The calls go down a pipe (a Unix socket costs about 2 us more per
@@ -116,16 +113,18 @@ void ProcessVM::Impl::spawn(Slot& s) {
     errno = e;
     throw Error(errno_text("coop::ProcessVM: pipe"));
   }
-  int child_calls = -1, child_results = -1, child_out = -1, child_err = -1;
+  int child_calls = -1, child_results = -1, child_out = -1, child_err = -1, child_counts = -1;
   try {
     child_calls = above_stdio(sv[1]);
     child_results = above_stdio(resp[1]);
     child_out = above_stdio(outp[1]);
     child_err = above_stdio(errp[1]);
+    child_counts = above_stdio(detail::process::open_output_counts(&s.counts));
   } catch (...) {
     for (int fd : {sv[0], resp[0], outp[0], errp[0], child_calls, child_results, child_out, child_err}) {
       if (fd >= 0) ::close(fd);
     }
+    detail::process::close_output_counts(s.counts);
     throw;
   }
   // Every descriptor the spawner keeps is non-blocking: the scheduler's
@@ -142,16 +141,17 @@ void ProcessVM::Impl::spawn(Slot& s) {
 
   if (KeeperLauncher* the_launcher = detail::process::keeper_launcher()) {
     // Started elsewhere (an MPI rank's fork server), from the same fds.
-    const int fds[5] = {devnull, child_out, child_err, child_calls, child_results};
+    const int fds[6] = {devnull, child_out, child_err, child_calls, child_results, child_counts};
     pid_t pid = -1;
     try {
       pid = the_launcher->launch(fds);
     } catch (...) {
-      for (int fd : {child_calls, child_results, child_out, child_err}) ::close(fd);
+      for (int fd : {child_calls, child_results, child_out, child_err, child_counts}) ::close(fd);
       close_fd(s.calls), close_fd(s.results), close_fd(s.out), close_fd(s.err);
+      detail::process::close_output_counts(s.counts);
       throw;
     }
-    for (int fd : {child_results, child_out, child_err}) ::close(fd);
+    for (int fd : {child_results, child_out, child_err, child_counts}) ::close(fd);
     s.call_reader = child_calls;
     s.pid = pid;
     s.pidfd = posix::open_pidfd(pid);
@@ -164,7 +164,8 @@ void ProcessVM::Impl::spawn(Slot& s) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::string mark = std::string(detail::worker_env) + "=" + std::to_string(child_calls) + ":" +
-                     std::to_string(child_results) + ":" + std::to_string(parent);
+                     std::to_string(child_results) + ":" + std::to_string(parent) + ":" +
+                     std::to_string(child_counts);
   std::string prefix = std::string(detail::worker_env) + "=";
   // COS_HOST names the slot's host in the worker (its mirrors' {host}).
   std::string host = "COS_HOST=" + hosts[s.host].name();
@@ -195,6 +196,7 @@ void ProcessVM::Impl::spawn(Slot& s) {
     ::dup2(child_err, 2);
     ::fcntl(child_calls, F_SETFD, 0);
     ::fcntl(child_results, F_SETFD, 0);
+    ::fcntl(child_counts, F_SETFD, 0);
     for (int sig = 1; sig < NSIG; ++sig) {
       struct sigaction sa {};
       if (::sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN) {
@@ -213,12 +215,14 @@ void ProcessVM::Impl::spawn(Slot& s) {
   ::close(child_results);
   ::close(child_out);
   ::close(child_err);
+  ::close(child_counts);
   if (pid < 0) {
     close_fd(s.call_reader);
     close_fd(s.calls);
     close_fd(s.results);
     close_fd(s.out);
     close_fd(s.err);
+    detail::process::close_output_counts(s.counts);
     errno = fork_errno;
     throw Error(errno_text("coop::ProcessVM: fork"));
   }
@@ -272,6 +276,7 @@ std::string ProcessVM::Impl::reap(Slot& s, std::chrono::milliseconds grace) {
   close_watched(s.out);
   close_watched(s.err);
   close_watched(s.pidfd);
+  detail::process::close_output_counts(s.counts);
   s.reader = FrameReader{};
   s.unsent.clear();
   s.unsent_from = 0;
@@ -335,6 +340,7 @@ void ProcessVM::Impl::lose(Slot& s, std::string why) {
   drain(s, Source::out, true);
   drain(s, Source::err, true);
   flush_partial_lines(s);
+  release_held(s, nullptr);  // a result with nothing begun after it
   pid_t pid = s.worker > 0 ? s.worker : s.pid;
   // A worker that ended on its own: its keeper ends the tree below and then
   // itself, with the worker's status; give it a moment to.
@@ -353,7 +359,7 @@ void ProcessVM::Impl::lose(Slot& s, std::string why) {
       m.task = TaskId(s.task);
       m.host = hosts[s.host];
       m.reason = std::move(reason);
-      m.output = std::move(s.output);
+      m.output = claim_output(s, nullptr);
       m.completed = clock::now();
       s.pending = std::move(m);
       replace(s);
