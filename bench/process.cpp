@@ -354,9 +354,10 @@ BENCHMARK_CAPTURE(dispatch_efficiency, 1ms, 1000, 2000)->Name("dispatch efficien
 
 // whole_program() is the loop of one side as a program of its own, for
 // timing from outside (farm-bench --vs '... --pipe-loop T N' -- ... --cos-loop
-// T N): T empty tasks on N workers, the C pipe loop or cos's dispatch on
-// ProcessVM(N) (pipelined, as by default), after a warm-up; prints us/task.
-int whole_program(const std::string& mode, int tasks, int workers) {
+// T N [Q]): T empty tasks on N workers, the C pipe loop or cos's dispatch on
+// ProcessVM(N) (pipelined, as by default, or with ProcessOptions::queue Q:
+// 0 for one call per slot), after a warm-up; prints us/task.
+int whole_program(const std::string& mode, int tasks, int workers, int queue) {
   const int warmup = 50 * workers;
   auto t0 = Clock::now();
   if (mode == "--pipe-loop") {
@@ -373,7 +374,8 @@ int whole_program(const std::string& mode, int tasks, int workers) {
           t0 = Clock::now();
           coop::dispatch(list);
         },
-        coop::Options{.vm = std::make_shared<coop::ProcessVM>(workers)});
+        coop::Options{.vm = std::make_shared<coop::ProcessVM>(
+                          workers, queue < 0 ? coop::ProcessOptions{} : coop::ProcessOptions{.queue = queue})});
   }
   std::printf("%s: %.2f us per task\n", mode.c_str(), ns_since(t0) * 1e-3 / tasks);
   return 0;
@@ -383,8 +385,8 @@ int whole_program(const std::string& mode, int tasks, int workers) {
 
 int main(int argc, char** argv) {
   coop::init(argc, argv);  // a worker serves tasks here and never returns
-  if (argc == 4 && (std::string(argv[1]) == "--pipe-loop" || std::string(argv[1]) == "--cos-loop")) {
-    return whole_program(argv[1], std::atoi(argv[2]), std::atoi(argv[3]));
+  if ((argc == 4 || argc == 5) && (std::string(argv[1]) == "--pipe-loop" || std::string(argv[1]) == "--cos-loop")) {
+    return whole_program(argv[1], std::atoi(argv[2]), std::atoi(argv[3]), argc == 5 ? std::atoi(argv[4]) : -1);
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -1,7 +1,6 @@
 // job.hpp: Job<R>, one call for dispatch() to run.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <tuple>
@@ -21,36 +20,74 @@ template <class R> class Job;
 namespace detail {
 template <class R> class Dispatcher;
 
-// JobAccess is the one door into a Job: job() builds one, the dispatcher
-// starts it.
-struct JobAccess {
-  template <class R, class Start, class Describe> static Job<R> make(Start&& start, Describe&& describe) {
-    return Job<R>(std::forward<Start>(start), std::forward<Describe>(describe));
-  }
-  template <class R> static Task<R> start(const Job<R>& j, const Spawn& opt, Timing* timing) {
-    return j.start_(opt, timing);
-  }
+// JobImpl is what a Job holds, shared by its copies (it never changes): a
+// copy of a Job, which dispatch() makes of every job of a list it reads,
+// costs a reference count, not the two std::function copies (allocations,
+// for a function and its shared arguments) that it cost before.
+template <class R> struct JobImpl {
+  virtual ~JobImpl() = default;
+  // start() spawns the job as a child of the calling task; a local run
+  // records when it started and completed in *timing (the scheduler does
+  // not time microthreads), which the dispatcher keeps alive until the run
+  // ends.
+  virtual Task<R> start(const Spawn& opt, Timing* timing) const = 0;
   // describe() is the job's serialized call (for a journal's digest), or
   // nullopt when its function is not registered or its arguments cannot be
   // serialized.
-  template <class R> static std::optional<Call> describe(const Job<R>& j) { return j.describe_(); }
+  virtual std::optional<Call> describe() const = 0;
+};
+
+// JobAccess is the one door into a Job: job() builds one, the dispatcher
+// starts it.
+struct JobAccess {
+  template <class R> static Job<R> make(std::shared_ptr<const JobImpl<R>> impl) { return Job<R>(std::move(impl)); }
+  template <class R> static Task<R> start(const Job<R>& j, const Spawn& opt, Timing* timing) {
+    return j.impl_->start(opt, timing);
+  }
+  template <class R> static std::optional<Call> describe(const Job<R>& j) { return j.impl_->describe(); }
+};
+
+// FnJob is the job of a function pointer and its arguments (coop::job()).
+template <class F, class R, class Args> struct FnJob final : JobImpl<R> {
+  template <class... A> explicit FnJob(F fn, A&&... a) : f(fn), args(std::forward<A>(a)...) {}
+  F f;
+  Args args;
+
+  Task<R> start(const Spawn& opt, Timing* timing) const override {
+    // Each start copies the arguments, so that the job can start again.
+    if (opt.remote && has_vm()) {
+      return std::apply([&](const auto&... a) { return coop::spawn(opt, f, a...); }, args);
+    }
+    return coop::spawn(
+        [fn = f, timing](Args a) -> R {
+          timing->started = clock::now();
+          struct Stamp {
+            Timing* t;
+            ~Stamp() { t->completed = clock::now(); }
+          } stamp{timing};
+          return std::apply(fn, std::move(a));
+        },
+        Args(args));
+  }
+  std::optional<Call> describe() const override {
+    if constexpr (AllSerializable<Args>::value) {
+      const std::string* name = remote_name(reinterpret_cast<const void*>(f));
+      if (name) return Call{*name, to_bytes(args)};
+    }
+    return std::nullopt;
+  }
 };
 }  // namespace detail
 
 // Job<R> is a function and its arguments, started by dispatch() as a remote
 // task (or a local one without a VM). coop::job(f, args...) makes one; it is
-// copyable, and a dispatch may start the same job again (Stream::retry).
+// copyable (its copies share one immutable call), and a dispatch may start
+// the same job again (Stream::retry).
 template <class R> class Job {
  private:
   friend struct detail::JobAccess;
-  // start_ spawns the job as a child of the calling task; a local run records
-  // when it started and completed in *timing (the scheduler does not time
-  // microthreads), which the dispatcher keeps alive until the run ends.
-  using Start = std::function<Task<R>(const Spawn&, Timing*)>;
-  using Describe = std::function<std::optional<Call>()>;
-  Job(Start start, Describe describe) : start_(std::move(start)), describe_(std::move(describe)) {}
-  Start start_;
-  Describe describe_;
+  explicit Job(std::shared_ptr<const detail::JobImpl<R>> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const detail::JobImpl<R>> impl_;
 };
 
 // job(f, args...) makes a Job of the function f (registered with COS_REMOTE
@@ -64,31 +101,7 @@ template <class F, class... A> auto job(F f, A&&... args) {
   using Args = typename T::args;
   static_assert(std::is_constructible_v<Args, A&&...>,
                 "coop::job: the arguments do not match the function's parameters");
-  auto args_ptr = std::make_shared<const Args>(std::forward<A>(args)...);
-  auto describe = [f, args_ptr]() -> std::optional<Call> {
-    if constexpr (detail::AllSerializable<Args>::value) {
-      const std::string* name = detail::remote_name(reinterpret_cast<const void*>(f));
-      if (name) return Call{*name, detail::to_bytes(*args_ptr)};
-    }
-    return std::nullopt;
-  };
-  auto start = [f, args_ptr](const Spawn& opt, Timing* timing) -> Task<R> {
-    // Each start copies the arguments, so that the job can start again.
-    if (opt.remote && detail::has_vm()) {
-      return std::apply([&](const auto&... a) { return coop::spawn(opt, f, a...); }, *args_ptr);
-    }
-    return coop::spawn(
-        [f, timing](Args a) -> R {
-          timing->started = clock::now();
-          struct Stamp {
-            Timing* t;
-            ~Stamp() { t->completed = clock::now(); }
-          } stamp{timing};
-          return std::apply(f, std::move(a));
-        },
-        Args(*args_ptr));
-  };
-  return detail::JobAccess::make<R>(std::move(start), std::move(describe));
+  return detail::JobAccess::make<R>(std::make_shared<const detail::FnJob<F, R, Args>>(f, std::forward<A>(args)...));
 }
 
 }  // namespace coop

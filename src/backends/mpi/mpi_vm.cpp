@@ -17,6 +17,7 @@
 #include <cos/remote.hpp>
 
 #include "backends/env_seconds.hpp"
+#include "backends/message_fifo.hpp"
 #include "backends/queued_call.hpp"
 #include "backends/mpi/world.hpp"
 #include "backends/process/impl.hpp"
@@ -72,7 +73,7 @@ struct MpiVM::Impl {
   // Messages of a report frame that receive() has not returned yet (a frame
   // may hold several: a result and the next call's start, or the calls a
   // lost worker gives back).
-  std::deque<Message> ready;
+  detail::MessageFifo ready;
   std::size_t cursor = 0;  // where queue() looks first (round robin)
   // A moving average of the run time of recent tasks (none yet: unknown).
   std::optional<clock::duration> typical_run{};

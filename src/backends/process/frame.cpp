@@ -128,15 +128,24 @@ std::string encode_frame(FrameKind kind, std::string_view payload) {
   return out;
 }
 
-void FrameReader::feed(const char* data, std::size_t size) {
-  if (pos_ > 0 && pos_ == buffer_.size()) {
+void FrameReader::compact() {
+  if (pos_ == buffer_.size()) {
     buffer_.clear();
     pos_ = 0;
+  } else if (pos_ > (1u << 16) && pos_ > buffer_.size() / 2) {
+    // Drop consumed bytes once they dominate, so a long stream does not grow the buffer.
+    buffer_.erase(0, pos_);
+    pos_ = 0;
   }
+}
+
+void FrameReader::feed(const char* data, std::size_t size) {
+  compact();
   buffer_.append(data, size);
 }
 
-std::optional<Frame> FrameReader::next() {
+std::optional<FrameView> FrameReader::next_view() {
+  compact();
   if (buffered() < frame_header_size) return std::nullopt;
   Header h;
   std::memcpy(&h, buffer_.data() + pos_, sizeof h);
@@ -151,19 +160,16 @@ std::optional<Frame> FrameReader::next() {
                      " bytes, the limit is " + std::to_string(max_payload_) + ")");
   }
   if (buffered() - frame_header_size < h.length) return std::nullopt;
-  Frame f;
-  f.kind = static_cast<FrameKind>(h.kind);
-  f.payload.assign(buffer_, pos_ + frame_header_size, h.length);
+  FrameView f{static_cast<FrameKind>(h.kind),
+              std::string_view(buffer_.data() + pos_ + frame_header_size, static_cast<std::size_t>(h.length))};
   pos_ += frame_header_size + h.length;
-  // Drop consumed bytes once they dominate, so a long stream does not grow the buffer.
-  if (pos_ == buffer_.size()) {
-    buffer_.clear();
-    pos_ = 0;
-  } else if (pos_ > (1u << 16) && pos_ > buffer_.size() / 2) {
-    buffer_.erase(0, pos_);
-    pos_ = 0;
-  }
   return f;
+}
+
+std::optional<Frame> FrameReader::next() {
+  std::optional<FrameView> v = next_view();
+  if (!v) return std::nullopt;
+  return Frame{v->kind, std::string(v->payload)};
 }
 
 std::string encode_hello(std::int64_t pid) {

@@ -64,6 +64,12 @@ struct Frame {
   std::string payload{};
 };
 
+// FrameView is a frame whose payload stays in its FrameReader's buffer.
+struct FrameView {
+  FrameKind kind = FrameKind::hello;
+  std::string_view payload{};
+};
+
 // encode_frame() is the header followed by the payload; throws FrameError when
 // the payload is larger than max_frame_payload.
 std::string encode_frame(FrameKind kind, std::string_view payload);
@@ -78,10 +84,14 @@ class FrameReader {
   void feed(const char* data, std::size_t size);
   // next() is the next complete frame, or nullopt; throws FrameError on a bad header.
   std::optional<Frame> next();
+  // next_view() is next() without a copy of the payload: the view holds
+  // until the next call of feed(), next() or next_view().
+  std::optional<FrameView> next_view();
   // buffered() counts bytes held that do not yet form a frame.
   std::size_t buffered() const { return buffer_.size() - pos_; }
 
  private:
+  void compact();  // drops what the last frame handed out consumed
   std::string buffer_;
   std::size_t pos_ = 0;
   std::uint64_t max_payload_;

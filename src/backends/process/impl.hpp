@@ -22,6 +22,7 @@
 
 #include "backends/process/frame.hpp"
 #include "backends/process/output_counts.hpp"
+#include "backends/message_fifo.hpp"
 #include "backends/queued_call.hpp"
 #include "backends/spin_wait.hpp"
 
@@ -161,7 +162,7 @@ struct ProcessVM::Impl {
   std::vector<HostId> hosts;
   std::vector<Slot> slots;
   std::vector<std::uint32_t> task_host;  // host index of task id i+1
-  std::deque<Message> ready;
+  detail::MessageFifo ready;
   std::size_t cursor = 0;
   int devnull = -1;
   bool constructing = true;
@@ -224,7 +225,7 @@ struct ProcessVM::Impl {
   bool flush_unsent(Slot& s);
   void on_results(Slot& s);
   bool handle_frames(Slot& s);
-  bool handle_frame(Slot& s, detail::Frame& f);
+  bool handle_frame(Slot& s, const detail::FrameView& f);
   void drain(Slot& s, Source which, bool to_end = false);
   void keep_output(Slot& s, Source which, const char* data, std::size_t size);
   std::string claim_output(Slot& s, const detail::process::OutputCut* cut);

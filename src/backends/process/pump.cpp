@@ -57,7 +57,7 @@ int epoll_wait_for(int epoll, epoll_event* events, int room, const timespec* tim
 
 // handle_frame() takes one frame from the worker of `s`; returns false when
 // the frame made the VM give the worker up (it was lost).
-bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
+bool ProcessVM::Impl::handle_frame(Slot& s, const detail::FrameView& f) {
   try {
     switch (f.kind) {
       case FrameKind::hello: {
@@ -139,7 +139,7 @@ bool ProcessVM::Impl::handle_frame(Slot& s, Frame& f) {
 
 bool ProcessVM::Impl::handle_frames(Slot& s) {
   try {
-    while (auto f = s.reader.next()) {
+    while (auto f = s.reader.next_view()) {
       if (!handle_frame(s, *f)) return false;
       // Only the first frame was in the pipe when the wait saw it readable
       // (and the output written before it with it); the output of a later
@@ -233,25 +233,29 @@ void ProcessVM::Impl::keep_output(Slot& s, Source which, const char* data, std::
 // that has been read) out of what the slot holds, in the order read.
 std::string ProcessVM::Impl::claim_output(Slot& s, const detail::process::OutputCut* cut) {
   std::string output;
+  if (s.unclaimed.empty() && !s.output_dropped) return output;  // most tasks print nothing
   if (!cut) {
     for (const Slot::Chunk& c : s.unclaimed) output += c.bytes;
     s.unclaimed.clear();
   } else {
-    std::deque<Slot::Chunk> rest;
-    for (Slot::Chunk& c : s.unclaimed) {
+    // The chunks that stay (the next tasks' bytes) keep their order.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < s.unclaimed.size(); ++i) {
+      Slot::Chunk& c = s.unclaimed[i];
       const std::uint64_t start = c.end - c.bytes.size(), limit = cut->at[c.stream];
       if (c.end <= limit) {
         output += c.bytes;
-      } else if (start >= limit) {
-        rest.push_back(std::move(c));
-      } else {
+        continue;
+      }
+      if (start < limit) {
         const std::size_t mine = static_cast<std::size_t>(limit - start);
         output.append(c.bytes, 0, mine);
         c.bytes.erase(0, mine);
-        rest.push_back(std::move(c));
       }
+      if (kept != i) s.unclaimed[kept] = std::move(c);
+      ++kept;
     }
-    s.unclaimed = std::move(rest);
+    s.unclaimed.resize(kept);
   }
   s.unclaimed_bytes -= std::min(s.unclaimed_bytes, output.size());
   if (s.output_dropped) {

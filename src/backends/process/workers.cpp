@@ -330,7 +330,7 @@ void ProcessVM::Impl::lose(Slot& s, std::string why) {
       s.reader.feed(buf, static_cast<std::size_t>(n));
     }
     try {
-      while (auto f = s.reader.next()) {
+      while (auto f = s.reader.next_view()) {
         if (!handle_frame(s, *f)) return;  // handled as a corrupt frame already
       }
     } catch (const FrameError& e) {
