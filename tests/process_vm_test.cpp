@@ -567,6 +567,28 @@ TEST_CASE("process vm: frames reject corrupt and oversized input") {
     CHECK(back.mirrors == c.mirrors);
     CHECK(r.buffered() == 0);
   }
+  SECTION("call frames appended to one buffer are the encoded frames, read in place one after another") {
+    std::string out;
+    append_call_frame(out, FrameKind::call, 42, c, "");
+    CHECK(out == bytes);
+    append_call_frame(out, FrameKind::queue, 43, c, "host-b");
+    FrameReader r;
+    r.feed(out.data(), out.size());
+    for (std::uint64_t want : {42, 43}) {
+      auto f = r.next_view();
+      REQUIRE(f);
+      CHECK(f->kind == (want == 42 ? FrameKind::call : FrameKind::queue));
+      std::uint64_t task = 0;
+      coop::Call back;
+      std::string host;
+      decode_call(f->payload, task, back, &host);
+      CHECK(task == want);
+      CHECK(back.args == c.args);
+      CHECK(host == (want == 42 ? "" : "host-b"));
+    }
+    CHECK_FALSE(r.next_view());
+    CHECK(r.buffered() == 0);
+  }
   SECTION("results round trip") {
     Message m;
     m.ok = false;

@@ -187,8 +187,8 @@ std::int64_t decode_hello(std::string_view payload) {
 
 namespace {
 
-Writer call_writer(std::uint64_t task, const Call& call, std::string_view host, bool with_header) {
-  Writer w(5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size(), with_header);
+Writer call_writer(std::uint64_t task, const Call& call, std::string_view host) {
+  Writer w(5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size());
   w.num(task);
   w.bytes(call.function);
   w.bytes(call.args);
@@ -215,11 +215,21 @@ Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
 }  // namespace
 
 std::string encode_call(std::uint64_t task, const Call& call, std::string_view host) {
-  return call_writer(task, call, host, false).take();
+  return call_writer(task, call, host).take();
 }
 
-std::string encode_call_frame(FrameKind kind, std::uint64_t task, const Call& call, std::string_view host) {
-  return call_writer(task, call, host, true).framed(kind);
+void append_call_frame(std::string& out, FrameKind kind, std::uint64_t task, const Call& call, std::string_view host) {
+  const std::size_t payload = 5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size();
+  check_size(payload);
+  const Header h{frame_magic, static_cast<std::uint32_t>(kind), payload};
+  out.append(reinterpret_cast<const char*>(&h), sizeof h);
+  auto num = [&out](std::uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  num(task);
+  for (std::string_view field : {std::string_view(call.function), std::string_view(call.args),
+                                 std::string_view(call.mirrors), host}) {
+    num(field.size());
+    out.append(field);
+  }
 }
 
 void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host) {

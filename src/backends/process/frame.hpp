@@ -104,9 +104,9 @@ std::int64_t decode_hello(std::string_view payload);
 // A call frame also names the slot's host, for coop::this_host() in the task.
 std::string encode_call(std::uint64_t task, const Call& call, std::string_view host = {});
 void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host = nullptr);
-// encode_call_frame() is encode_frame(kind, encode_call(...)) in one
-// allocation (kind: call or queue).
-std::string encode_call_frame(FrameKind kind, std::uint64_t task, const Call& call, std::string_view host);
+// append_call_frame() appends encode_frame(kind, encode_call(...)) to `out`
+// (kind: call or queue) without a string of its own: a slot's bytes to send.
+void append_call_frame(std::string& out, FrameKind kind, std::uint64_t task, const Call& call, std::string_view host);
 
 // post and deliver frames: a task id and bytes.
 std::string encode_task_bytes(std::uint64_t task, std::string_view bytes);

@@ -221,6 +221,8 @@ struct ProcessVM::Impl {
   void watch_calls(Slot& s, bool on);
   void close_watched(int& fd);
   void send_frame(Slot& s, std::string frame, bool hold = false);
+  void append_call(Slot& s, detail::FrameKind kind, std::uint64_t task, const Call& call);
+  void send_appended(Slot& s, bool hold);
   void send_held();
   bool flush_unsent(Slot& s);
   void on_results(Slot& s);

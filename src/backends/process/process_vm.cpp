@@ -160,15 +160,14 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
   }
   if (!slot) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
-  std::string frame =
-      detail::encode_call_frame(FrameKind::call, id, call, m.hosts[slot->host].name());
+  m.append_call(*slot, FrameKind::call, id, call);
   m.task_host.push_back(static_cast<std::uint32_t>(slot->host));
   slot->state = State::busy;
   slot->task = id;
   slot->task_began = clock::now();
   slot->runs_long = false;
   slot->forget_output();
-  m.send_frame(*slot, std::move(frame));
+  m.send_appended(*slot, false);
   return TaskId(id);
 }
 

@@ -310,6 +310,22 @@ void ProcessVM::Impl::send_frame(Slot& s, std::string frame, bool hold) {
     s.unsent = std::move(frame);
     s.unsent_from = 0;
   }
+  send_appended(s, hold);
+}
+
+// append_call() adds a call frame to what waits to go to the worker of `s`
+// (written in place: no string per call); throws FrameError, having added
+// nothing, when the call is too large. send_appended() sends it as
+// send_frame() does.
+void ProcessVM::Impl::append_call(Slot& s, FrameKind kind, std::uint64_t task, const Call& call) {
+  if (!s.has_unsent()) {
+    s.unsent.clear();
+    s.unsent_from = 0;
+  }
+  detail::append_call_frame(s.unsent, kind, task, call, hosts[s.host].name());
+}
+
+void ProcessVM::Impl::send_appended(Slot& s, bool hold) {
   if (hold) {
     s.held = true;
     any_held = true;
@@ -346,7 +362,7 @@ bool ProcessVM::Impl::flush_unsent(Slot& s) {
     s.unsent_from += static_cast<std::size_t>(n);
   }
   s.unsent.clear();
-  s.unsent.shrink_to_fit();  // a call of many megabytes is not kept per slot
+  if (s.unsent.capacity() > (std::size_t{1} << 20)) s.unsent = std::string();  // a call of many megabytes is not kept per slot
   s.unsent_from = 0;
   return true;
 }

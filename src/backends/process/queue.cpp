@@ -50,11 +50,10 @@ std::optional<TaskId> ProcessVM::queue(const Call& call, const std::optional<Hos
   if (!best) return std::nullopt;
   m.cursor = (m.cursor + best_k + 1) % m.slots.size();
   std::uint64_t id = m.task_host.size() + 1;
-  std::string frame =
-      detail::encode_call_frame(FrameKind::queue, id, call, m.hosts[best->host].name());
+  m.append_call(*best, FrameKind::queue, id, call);
   m.task_host.push_back(static_cast<std::uint32_t>(best->host));
   best->queued.push_back(Slot::Queued{id});
-  m.send_frame(*best, std::move(frame), true);  // sent at the next wait; a worker found gone withdraws it (lose())
+  m.send_appended(*best, true);  // sent at the next wait; a worker found gone withdraws it (lose())
   return TaskId(id);
 }
 
