@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -21,7 +20,6 @@ namespace coop::detail {
 class MessageFifo {
  public:
   bool empty() const { return head_ == tail_; }
-  std::size_t size() const { return tail_ - head_; }
   void push_back(Message&& m) {
     if (head_ == tail_) {
       head_ = tail_ = 0;

@@ -187,15 +187,22 @@ std::int64_t decode_hello(std::string_view payload) {
 
 namespace {
 
-Writer call_writer(std::uint64_t task, const Call& call, std::string_view host) {
-  Writer w(5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size());
-  w.num(task);
-  w.bytes(call.function);
-  w.bytes(call.args);
-  w.bytes(call.mirrors);
-  w.bytes(host);
-  return w;
+// The payload of a call frame: the task id, then each field as its length
+// and its bytes (decode_call() reads them back).
+std::size_t call_payload_size(const Call& call, std::string_view host) {
+  return 5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size();
 }
+
+void append_call_payload(std::string& out, std::uint64_t task, const Call& call, std::string_view host) {
+  auto num = [&out](std::uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  num(task);
+  for (std::string_view field : {std::string_view(call.function), std::string_view(call.args),
+                                 std::string_view(call.mirrors), host}) {
+    num(field.size());
+    out.append(field);
+  }
+}
+
 
 Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
   Writer w(8 + 1 + 2 * 8 + m.payload.size() + m.error_type.size() + 2 * 8, with_header);
@@ -215,21 +222,18 @@ Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
 }  // namespace
 
 std::string encode_call(std::uint64_t task, const Call& call, std::string_view host) {
-  return call_writer(task, call, host).take();
+  std::string out;
+  out.reserve(call_payload_size(call, host));
+  append_call_payload(out, task, call, host);
+  return out;
 }
 
 void append_call_frame(std::string& out, FrameKind kind, std::uint64_t task, const Call& call, std::string_view host) {
-  const std::size_t payload = 5 * 8 + call.function.size() + call.args.size() + call.mirrors.size() + host.size();
+  const std::size_t payload = call_payload_size(call, host);
   check_size(payload);
   const Header h{frame_magic, static_cast<std::uint32_t>(kind), payload};
   out.append(reinterpret_cast<const char*>(&h), sizeof h);
-  auto num = [&out](std::uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
-  num(task);
-  for (std::string_view field : {std::string_view(call.function), std::string_view(call.args),
-                                 std::string_view(call.mirrors), host}) {
-    num(field.size());
-    out.append(field);
-  }
+  append_call_payload(out, task, call, host);
 }
 
 void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std::string* host) {
