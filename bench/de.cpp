@@ -22,10 +22,13 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -202,10 +205,33 @@ void journal_overhead(benchmark::State& state) {
 BENCHMARK(journal_overhead)->Name("dispatch with a journal, per 1 ms job, ProcessVM(2), vs without")
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// whole_program() runs one side alone, for timing and profiling from
+// outside (farm-bench --vs 'de --pool-de N' -- de --cos-de N): N evaluations
+// of the DE on ProcessVM(2) with what it can queue in flight, or on the
+// pool with as many in flight; prints us per evaluation.
+int whole_program(const std::string& mode, long evaluations) {
+  auto vm = std::make_shared<coop::ProcessVM>(2);
+  const int in_flight = vm->slots() + vm->queue_capacity();
+  nanoseconds wall{};
+  if (mode == "--cos-de") {
+    async_de::Report r = coop::run([&] { return async_de::run<&trivial>(config(evaluations, in_flight)); },
+                                   coop::Options{.vm = vm});
+    wall = duration_cast<nanoseconds>(r.wall);
+  } else {
+    vm.reset();
+    wall = pool_de(config(evaluations, in_flight), 2);
+  }
+  std::printf("%s: %.2f us per evaluation\n", mode.c_str(), static_cast<double>(wall.count()) * 1e-3 / evaluations);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   coop::init(argc, argv);  // a worker serves tasks here and never returns
+  if (argc == 3 && (std::string(argv[1]) == "--cos-de" || std::string(argv[1]) == "--pool-de")) {
+    return whole_program(argv[1], std::atol(argv[2]));
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
