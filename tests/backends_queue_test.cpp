@@ -105,6 +105,33 @@ TEST_CASE("queue: spawns beyond the free slots are queued on busy slots, up to t
       coop::Options{.vm = vm(backend, 1, 2)});
 }
 
+TEST_CASE("queue: a slot holds about queue_under of work: fewer calls for longer tasks") {
+  auto backend = GENERATE(from_range(cos_test::queue_backends()));
+  INFO("backend " << backend);
+  coop::run(
+      [] {
+        auto& vm = *coop::Scheduler::current().vm();
+        CHECK(vm.queue_capacity() == 16);
+        // Tasks of 20 ms against 200 ms of queued work: 10 calls, or fewer
+        // when a loaded machine makes the naps longer; never the 16 allowed.
+        for (int i = 0; i < 8; ++i) coop::spawn(coop::Spawn{.remote = true}, nap, 20, 0).join();
+        auto busy = coop::spawn(coop::Spawn{.remote = true}, nap, 100, -1);
+        const int room = vm.queue_room();
+        CHECK(room >= 3);
+        CHECK(room <= 10);
+        std::vector<coop::Task<int>> queued_calls;
+        for (int i = 0; i < room + 1; ++i) queued_calls.push_back(coop::spawn(queued(), nap, 0, i));
+        std::vector<coop::Task<int>*> on_vm;
+        for (int i = 0; i < room; ++i) on_vm.push_back(&queued_calls[static_cast<std::size_t>(i)]);
+        wait_until_on_vm(on_vm);
+        CHECK(vm.queue_room() == 0);
+        CHECK_FALSE(queued_calls.back().task_id().has_value());  // beyond the depth: waits in the scheduler
+        CHECK(busy.join() == -1);
+        for (int i = 0; i <= room; ++i) CHECK(queued_calls[static_cast<std::size_t>(i)].join() == i);
+      },
+      coop::Options{.vm = cos_test::make_queue_vm(backend, 1, cos_test::QueueOptions{.queue = 16, .queue_under = 200ms})});
+}
+
 TEST_CASE("queue: a queue depth of 0 queues nothing, and a negative depth is an error") {
   auto backend = GENERATE(from_range(cos_test::queue_backends()));
   INFO("backend " << backend);

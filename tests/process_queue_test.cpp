@@ -119,18 +119,6 @@ std::shared_ptr<coop::ProcessVM> vm(int slots, int queue) {
 // (it queues nothing before).
 void warm_up() { coop::spawn(coop::Spawn{.remote = true}, nap, 0, 0).join(); }
 
-coop::Spawn queued() { return coop::Spawn{.remote = true, .block = false}; }
-
-// wait_until_on_vm() yields until every task holds a task id: started or
-// queued on the VM.
-void wait_until_on_vm(const std::vector<coop::Task<int>*>& ts) {
-  for (int i = 0; i < 2000; ++i) {
-    if (std::all_of(ts.begin(), ts.end(), [](auto* t) { return t->task_id().has_value(); })) return;
-    coop::sleep_for(1ms);
-  }
-  FAIL("the tasks were not queued on the VM within 2 s");
-}
-
 }  // namespace
 
 TEST_CASE("queue: each task's output is its own, also when a queued call starts right after the one before") {
@@ -204,30 +192,4 @@ TEST_CASE("worker: children a task leaves behind are reaped once it returns") {
         CHECK(gone);
       },
       coop::Options{.vm = vm(1, backend)});
-}
-
-TEST_CASE("queue: a worker holds about queue_under of work: fewer calls for longer tasks") {
-  coop::run(
-      [] {
-        auto& vm = *coop::Scheduler::current().vm();
-        CHECK(vm.queue_capacity() == 16);
-        // Tasks of 20 ms against 200 ms of queued work: 10 calls, or fewer
-        // when a loaded machine makes the naps longer; never the 16 allowed.
-        for (int i = 0; i < 8; ++i) coop::spawn(coop::Spawn{.remote = true}, nap, 20, 0).join();
-        auto busy = coop::spawn(coop::Spawn{.remote = true}, nap, 100, -1);
-        const int room = vm.queue_room();
-        CHECK(room >= 3);
-        CHECK(room <= 10);
-        std::vector<coop::Task<int>> queued_calls;
-        for (int i = 0; i < room + 1; ++i) queued_calls.push_back(coop::spawn(queued(), nap, 0, i));
-        std::vector<coop::Task<int>*> on_vm;
-        for (int i = 0; i < room; ++i) on_vm.push_back(&queued_calls[static_cast<std::size_t>(i)]);
-        wait_until_on_vm(on_vm);
-        CHECK(vm.queue_room() == 0);
-        CHECK_FALSE(queued_calls.back().task_id().has_value());  // beyond the depth: waits in the scheduler
-        CHECK(busy.join() == -1);
-        for (int i = 0; i <= room; ++i) CHECK(queued_calls[static_cast<std::size_t>(i)].join() == i);
-      },
-      coop::Options{.vm = std::make_shared<coop::ProcessVM>(
-                        1, coop::ProcessOptions{.queue = 16, .queue_under = 200ms})});
 }

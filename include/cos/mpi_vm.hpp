@@ -32,8 +32,9 @@ struct MpiOptions {
   // queue: calls a busy rank may hold behind the one it runs (VM::queue),
   // so that it starts the next one without waiting a round trip to rank 0;
   // 0 turns pipelining off. As ProcessOptions::queue: the scheduler queues
-  // only when more remote tasks wait than slots are free.
-  int queue = 2;
+  // only when more remote tasks wait than slots are free, and a rank holds
+  // about queue_under of work at most (at least one call).
+  int queue = 16;
   // queue_under: pipelining applies only while the VM's recent tasks took
   // less than this (a moving average of their run times), and only behind
   // a task that has run for less than this so far, as

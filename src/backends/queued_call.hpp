@@ -4,8 +4,11 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 
 #include <cos/vm.hpp>
 
@@ -20,6 +23,16 @@ struct QueuedCall {
 
 inline std::deque<QueuedCall>::iterator find_queued(std::deque<QueuedCall>& queued, std::uint64_t task) {
   return std::find_if(queued.begin(), queued.end(), [task](const QueuedCall& q) { return q.task == task; });
+}
+
+// queue_depth() is how many calls a busy slot may hold now: `max` (the
+// backend's queue option), or fewer, so that what waits behind a running
+// task is about `under` (its queue_under) of work by the recent run times
+// `typical_run` (at least one call).
+inline std::size_t queue_depth(int max, std::chrono::nanoseconds under, const std::optional<clock::duration>& typical_run) {
+  const auto most = static_cast<std::size_t>(std::max(max, 0));
+  if (!typical_run || typical_run->count() <= 0) return most;
+  return std::clamp<std::size_t>(static_cast<std::size_t>(under / *typical_run), 1, most);
 }
 
 // unrun() is the message that ends a queued call that never began:

@@ -83,8 +83,11 @@ struct MpiVM::Impl {
   // with a task that began less than queue_under ago (a call queued behind
   // a long one would wait for it while other ranks may be free), that is
   // not being cancelled, and it has room.
+  // depth() is how many calls a rank may hold now: MpiOptions::queue, or
+  // fewer, about queue_under of work by the recent run times.
+  std::size_t depth() const { return detail::queue_depth(options.queue, options.queue_under, typical_run); }
   bool can_queue(const RankSlot& s, clock::time_point now) const {
-    return s.busy() && !s.runs_long && !s.cancelled && s.queued.size() < static_cast<std::size_t>(options.queue) &&
+    return s.busy() && !s.runs_long && !s.cancelled && s.queued.size() < depth() &&
            (s.task == 0 || now - s.task_began < options.queue_under);
   }
   std::optional<std::size_t> host_index(const std::optional<HostId>& host) const;
@@ -480,7 +483,7 @@ int MpiVM::queue_room() const {
   int room = 0;
   const auto now = clock::now();
   for (const RankSlot& s : m.slots) {
-    if (m.can_queue(s, now)) room += m.options.queue - static_cast<int>(s.queued.size());
+    if (m.can_queue(s, now)) room += static_cast<int>(m.depth() - s.queued.size());
   }
   return room;
 }

@@ -179,11 +179,7 @@ struct ProcessVM::Impl {
   // depth() is how many calls a worker may hold now: ProcessOptions::queue,
   // or fewer, so that what waits behind a running task is about queue_under
   // of work by the recent run times (at least one call).
-  std::size_t depth() const {
-    const auto max = static_cast<std::size_t>(queue_depth);
-    if (!typical_run || typical_run->count() <= 0) return max;
-    return std::clamp<std::size_t>(static_cast<std::size_t>(queue_under / *typical_run), 1, max);
-  }
+  std::size_t depth() const { return detail::queue_depth(queue_depth, queue_under, typical_run); }
   // can_queue() says whether a call may be queued on `s` now: it is busy
   // with a task that began less than queue_under ago (a call queued behind
   // a long one would wait for it while other workers may be free), and it
