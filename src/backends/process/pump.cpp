@@ -411,12 +411,10 @@ void ProcessVM::Impl::close_watched(int& fd) {
 void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
   send_held();
   std::optional<clock::time_point> next_deadline;
-  bool pipelining = false;  // a worker holds queued calls
   for (Slot& s : slots) {
     if (s.state == State::down) continue;
     if (s.state == State::starting && (!next_deadline || s.deadline < *next_deadline)) next_deadline = s.deadline;
     watch_calls(s, s.has_unsent());
-    pipelining = pipelining || !s.queued.empty();
   }
   if (next_deadline) {
     auto until = std::max(std::chrono::nanoseconds(0), *next_deadline - clock::now());
@@ -430,17 +428,19 @@ void ProcessVM::Impl::pump(std::chrono::nanoseconds timeout) {
     ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
     tsp = &ts;
   }
-  // While workers hold queued calls, results come every few microseconds
-  // and no worker waits for the spawner: a short spin (AdaptiveSpin, 20 us)
-  // then saves a sleep and a wake-up per result (empty tasks on
-  // ProcessVM(2): 7-9 us per task instead of 11.5-12.5, interleaved runs).
-  // Without queued calls it would not: polling for up to 50 us before each
-  // wait made one-call-per-slot empty tasks slower on 2 cores (the spawner
-  // took the core that a worker needed).
+  // Results come microseconds after their calls while tasks are short: a
+  // short spin (AdaptiveSpin, 20 us) then saves a sleep and a wake-up per
+  // result. While workers hold queued calls: 7-9 us per empty task instead
+  // of 11.5-12.5 (ProcessVM(2), interleaved runs). With one call per slot
+  // it pays since an idle worker spins for its next call too (worker.cpp):
+  // 4.2-4.4 us per empty task instead of 7-16 us on ProcessVM(2), 4.3-4.7
+  // instead of 6.5-7.4 on ProcessVM(4) (2 cores; before the worker's spin,
+  // the spawner's made them slower). A wait that outlasts the window (long
+  // tasks) sends the next ones straight to sleep (AdaptiveSpin).
   int n = 0;
   const int room = static_cast<int>(events.size());
   timespec zero{};
-  const bool spun = pipelining && (timeout < 0ns || timeout >= 20us) &&
+  const bool spun = (timeout < 0ns || timeout >= 20us) &&
                     spin.wait([&] { return (n = epoll_wait_for(epoll, events.data(), room, &zero)) != 0; });
   if (!spun) n = epoll_wait_for(epoll, events.data(), room, tsp);
   if (n < 0) {
