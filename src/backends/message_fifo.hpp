@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -36,8 +37,13 @@ class MessageFifo {
     }
     ++tail_;
   }
-  Message& front() { return items_[head_]; }
-  void pop_front() { items_[head_++] = Message{}; }
+  // take() moves the first message out (one move, straight into the
+  // optional), or nullopt when there is none. What is left in its place is
+  // a moved-from Message (empty strings), overwritten by a later push.
+  std::optional<Message> take() {
+    if (head_ == tail_) return std::nullopt;
+    return std::optional<Message>(std::in_place, std::move(items_[head_++]));
+  }
   void clear() {
     items_.clear();
     head_ = tail_ = 0;

@@ -248,7 +248,9 @@ void RemotePool::start_queued() {
       return;
     }
   }
-  while (queued_ > 0 && vm_->queue_room() > 0) {
+  // The room is asked once (it reads the clock, and each call queued takes
+  // one place of it); a queue() that finds none after all ends the round.
+  for (int room = queued_ > 0 ? vm_->queue_room() : 0; queued_ > 0 && room > 0; --room) {
     TaskRecord* next = next_queued(bound ? vm_->hosts_with_queue_room() : std::vector<HostId>{});
     if (!next || task_of(next).object) return;
     dequeue(next);

@@ -505,14 +505,8 @@ std::vector<HostId> MpiVM::hosts_with_queue_room() const {
 
 std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   Impl& m = *impl_;
-  auto ready = [&m]() -> std::optional<Message> {
-    if (m.ready.empty()) return std::nullopt;
-    Message msg = std::move(m.ready.front());
-    m.ready.pop_front();
-    return msg;
-  };
   if (m.finalized) return std::nullopt;
-  if (auto msg = ready()) return msg;
+  if (!m.ready.empty()) return m.ready.take();
   // The clock is read only once a wait begins (a poll, and a report that
   // is there at once, cost no clock reads: about 10% of rank 0's time per
   // empty task went to them).
@@ -524,9 +518,9 @@ std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   for (;;) {
     while (auto in = m.next()) {
       m.take(std::move(*in));
-      if (auto msg = ready()) {
+      if (!m.ready.empty()) {
         if (wait) m.recent_wait = (3 * m.recent_wait + (clock::now() - start)) / 4;
-        return msg;
+        return m.ready.take();
       }
     }
     if (timeout == 0ns) return std::nullopt;

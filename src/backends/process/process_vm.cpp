@@ -173,17 +173,11 @@ std::optional<TaskId> ProcessVM::start(const Call& call, const std::optional<Hos
 
 std::optional<Message> ProcessVM::receive(std::chrono::nanoseconds timeout) {
   Impl& m = *impl_;
-  auto take = [&m]() -> std::optional<Message> {
-    if (m.ready.empty()) return std::nullopt;
-    Message msg = std::move(m.ready.front());
-    m.ready.pop_front();
-    return msg;
-  };
-  if (auto msg = take()) return msg;
+  if (!m.ready.empty()) return m.ready.take();
   if (m.finalized) return std::nullopt;
   if (timeout == 0ns) {
     m.pump(0ns);
-    return take();
+    return m.ready.take();
   }
   const bool forever = timeout < 0ns;
   const auto deadline = forever ? clock::time_point::max() : clock::now() + timeout;
@@ -191,7 +185,7 @@ std::optional<Message> ProcessVM::receive(std::chrono::nanoseconds timeout) {
   for (;;) {
     if (forever && !m.anything_to_wait_for()) return std::nullopt;
     m.pump(forever ? -1ns : std::max(0ns, std::chrono::nanoseconds(deadline - clock::now())));
-    if (auto msg = take()) return msg;
+    if (!m.ready.empty()) return m.ready.take();
     // A slot that became free is news to a caller with queued work.
     if (m.slot_freed || (!forever && clock::now() >= deadline)) return std::nullopt;
   }
