@@ -31,7 +31,7 @@ inline std::deque<QueuedCall>::iterator find_queued(std::deque<QueuedCall>& queu
 // `typical_run` (at least one call).
 inline std::size_t queue_depth(int max, std::chrono::nanoseconds under, const std::optional<clock::duration>& typical_run) {
   const auto most = static_cast<std::size_t>(std::max(max, 0));
-  if (!typical_run || typical_run->count() <= 0) return most;
+  if (most == 0 || !typical_run || typical_run->count() <= 0) return most;
   return std::clamp<std::size_t>(static_cast<std::size_t>(under / *typical_run), 1, most);
 }
 

@@ -17,8 +17,7 @@
 #include <cos/remote.hpp>
 
 #include "backends/env_seconds.hpp"
-#include "backends/message_fifo.hpp"
-#include "backends/queued_call.hpp"
+#include "backends/mpi/impl.hpp"
 #include "backends/mpi/world.hpp"
 #include "backends/process/impl.hpp"
 #include "backends/process/worker.hpp"
@@ -30,91 +29,14 @@ namespace {
 
 using namespace std::chrono_literals;
 using detail::FrameKind;
+using detail::unrun;
+using detail::mpi::RankSlot;
 namespace mpi = detail::mpi;
 
 // Extra time a rank gets, past the worker start timeout, to say it is ready.
 constexpr auto open_margin = 5s;
 // finalize() waits this long for ranks to stop their tasks (COS_FINALIZE_TIMEOUT).
 constexpr std::chrono::nanoseconds default_finalize_timeout = 2s;
-
-struct RankSlot {
-  int rank = 0;
-  std::size_t host = 0;
-  bool cancelled = false;  // the running task's: without isolate its result becomes an `exit`
-  std::uint64_t task = 0;  // the running task (0 when none, also between a result and a queued call's start)
-  clock::time_point task_began{};  // when it began (rank 0's clock)
-  bool runs_long = false;          // VM::runs_long: nothing queues behind it
-  // Calls sent with `queue` frames that have not begun, in order: the slot
-  // stays busy while it holds any.
-  using Queued = detail::QueuedCall;
-  std::deque<Queued> queued{};
-  bool busy() const { return task != 0 || !queued.empty(); }
-};
-
-std::deque<RankSlot::Queued>::iterator find_queued(RankSlot& s, std::uint64_t task) {
-  return detail::find_queued(s.queued, task);
-}
-
-using detail::unrun;
-
-}  // namespace
-
-struct MpiVM::Impl {
-  MpiOptions options;
-  std::vector<HostId> hosts;
-  std::vector<RankSlot> slots;
-  std::vector<int> slot_of_rank;         // rank -> slot index, or -1
-  std::vector<std::uint32_t> task_host;  // host index of task id i+1
-  bool finalized = false;
-  int session = 0;
-  std::chrono::nanoseconds finalize_timeout{};
-  // How long receive() has waited for a report lately (a moving average).
-  std::chrono::nanoseconds recent_wait{0};
-  // Messages of a report frame that receive() has not returned yet (a frame
-  // may hold several: a result and the next call's start, or the calls a
-  // lost worker gives back).
-  detail::MessageFifo ready;
-  std::size_t cursor = 0;  // where queue() looks first (round robin)
-  // A moving average of the run time of recent tasks (none yet: unknown).
-  std::optional<clock::duration> typical_run{};
-  // queueing() says whether pipelining applies now (MpiOptions::queue_under).
-  bool queueing() const { return options.queue > 0 && typical_run && *typical_run < options.queue_under; }
-  // can_queue() says whether a call may be queued on `s` now: it is busy
-  // with a task that began less than queue_under ago (a call queued behind
-  // a long one would wait for it while other ranks may be free), that is
-  // not being cancelled, and it has room.
-  // depth() is how many calls a rank may hold now: MpiOptions::queue, or
-  // fewer, about queue_under of work by the recent run times.
-  std::size_t depth() const { return detail::queue_depth(options.queue, options.queue_under, typical_run); }
-  bool can_queue(const RankSlot& s, clock::time_point now) const {
-    return s.busy() && !s.runs_long && !s.cancelled && s.queued.size() < depth() &&
-           (s.task == 0 || now - s.task_began < options.queue_under);
-  }
-  std::optional<std::size_t> host_index(const std::optional<HostId>& host) const;
-  // apply() takes one report of slot `s` and returns the message for the
-  // caller, if it is one.
-  std::optional<Message> apply(RankSlot& s, Message&& m);
-
-  explicit Impl(MpiOptions o);
-  // wait_for_all() takes frames of `kind` from every rank in `from` (and
-  // drops whatever else they send meanwhile) until each has sent one, or
-  // `deadline`; returns what each one said, by slot.
-  std::vector<std::optional<std::string>> wait_for_all(FrameKind kind, std::optional<clock::time_point> deadline);
-  // take() turns a frame from a rank into messages for the caller (in `ready`).
-  void take(mpi::Incoming&& in);
-  // next() is the next frame from a rank of this session: one another
-  // session's poll kept for it, or a new one (frames of other sessions'
-  // ranks are kept for them; of no session, dropped).
-  std::optional<mpi::Incoming> next();
-  // all_rung() says whether every rank of the session rings rank 0's
-  // doorbell (is on this machine), so that waits may nap long.
-  bool all_rung() const {
-    return std::all_of(slots.begin(), slots.end(), [](const RankSlot& s) { return mpi::rings_reach(s.rank); });
-  }
-  void end();
-};
-
-namespace {
 
 // Sessions: the ranks each live MpiVM holds (a rank serves one at a time),
 // the end() of each, for rank 0's exit, and the frames that one session's
@@ -427,80 +349,6 @@ std::optional<TaskId> MpiVM::start(const Call& call, const std::optional<HostId>
   it->task_began = clock::now();
   it->runs_long = false;
   return TaskId(id);
-}
-
-std::optional<TaskId> MpiVM::queue(const Call& call, const std::optional<HostId>& host) {
-  Impl& m = *impl_;
-  if (m.finalized) throw Error("coop::MpiVM: queue() after finalize()");
-  std::optional<std::size_t> want = m.host_index(host);
-  if (!m.queueing() || m.slots.empty()) return std::nullopt;
-  // The busy slot with the fewest queued calls, round robin among equals.
-  RankSlot* best = nullptr;
-  std::size_t best_k = 0;
-  const auto now = clock::now();
-  for (std::size_t k = 0; k < m.slots.size(); ++k) {
-    RankSlot& s = m.slots[(m.cursor + k) % m.slots.size()];
-    if (!m.can_queue(s, now) || (want && s.host != *want)) continue;
-    if (!best || s.queued.size() < best->queued.size()) {
-      best = &s;
-      best_k = k;
-    }
-  }
-  if (!best) return std::nullopt;
-  m.cursor = (m.cursor + best_k + 1) % m.slots.size();
-  std::uint64_t id = m.task_host.size() + 1;
-  mpi::send(best->rank, FrameKind::queue, detail::encode_call(id, call));
-  m.task_host.push_back(static_cast<std::uint32_t>(best->host));
-  best->queued.push_back(RankSlot::Queued{id});
-  return TaskId(id);
-}
-
-void MpiVM::runs_long(const TaskId& task) {
-  for (auto& s : impl_->slots) {
-    if (s.task != 0 && s.task == task.value()) s.runs_long = true;
-  }
-}
-
-void MpiVM::withdraw(const TaskId& task) {
-  Impl& m = *impl_;
-  if (m.finalized) return;
-  for (auto& s : m.slots) {
-    auto it = find_queued(s, task.value());
-    if (it == s.queued.end()) continue;
-    if (!it->withdrawing && !it->cancelled) {
-      it->withdrawing = true;
-      mpi::send(s.rank, FrameKind::withdraw, detail::encode_task(task.value()));
-    }
-    return;
-  }
-}
-
-int MpiVM::queue_capacity() const { return impl_->options.queue * slots(); }
-
-int MpiVM::queue_room() const {
-  const Impl& m = *impl_;
-  if (m.finalized || !m.queueing()) return 0;
-  int room = 0;
-  const auto now = clock::now();
-  for (const RankSlot& s : m.slots) {
-    if (m.can_queue(s, now)) room += static_cast<int>(m.depth() - s.queued.size());
-  }
-  return room;
-}
-
-std::vector<HostId> MpiVM::hosts_with_queue_room() const {
-  const Impl& m = *impl_;
-  if (m.finalized || !m.queueing()) return {};
-  std::vector<bool> room(m.hosts.size(), false);
-  const auto now = clock::now();
-  for (const RankSlot& s : m.slots) {
-    if (m.can_queue(s, now)) room[s.host] = true;
-  }
-  std::vector<HostId> out;
-  for (std::size_t i = 0; i < room.size(); ++i) {
-    if (room[i]) out.push_back(m.hosts[i]);
-  }
-  return out;
 }
 
 std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {

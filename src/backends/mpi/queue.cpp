@@ -1,0 +1,91 @@
+// queue.cpp: MpiVM's pipelining (VM::queue) on rank 0's side: `queue`
+// frames put calls behind a busy rank's running task, `withdraw` frames ask
+// them back, and the queue's room follows MpiOptions::queue and
+// queue_under (about queue_under of work per rank).
+#include <cos/errors.hpp>
+#include <cos/mpi_vm.hpp>
+
+#include "backends/mpi/impl.hpp"
+#include "backends/process/frame.hpp"
+
+namespace coop {
+
+using detail::FrameKind;
+using detail::mpi::RankSlot;
+namespace mpi = detail::mpi;
+
+std::optional<TaskId> MpiVM::queue(const Call& call, const std::optional<HostId>& host) {
+  Impl& m = *impl_;
+  if (m.finalized) throw Error("coop::MpiVM: queue() after finalize()");
+  std::optional<std::size_t> want = m.host_index(host);
+  if (!m.queueing() || m.slots.empty()) return std::nullopt;
+  // The busy slot with the fewest queued calls, round robin among equals.
+  RankSlot* best = nullptr;
+  std::size_t best_k = 0;
+  const auto now = clock::now();
+  for (std::size_t k = 0; k < m.slots.size(); ++k) {
+    RankSlot& s = m.slots[(m.cursor + k) % m.slots.size()];
+    if (!m.can_queue(s, now) || (want && s.host != *want)) continue;
+    if (!best || s.queued.size() < best->queued.size()) {
+      best = &s;
+      best_k = k;
+    }
+  }
+  if (!best) return std::nullopt;
+  m.cursor = (m.cursor + best_k + 1) % m.slots.size();
+  std::uint64_t id = m.task_host.size() + 1;
+  mpi::send(best->rank, FrameKind::queue, detail::encode_call(id, call));
+  m.task_host.push_back(static_cast<std::uint32_t>(best->host));
+  best->queued.push_back(RankSlot::Queued{id});
+  return TaskId(id);
+}
+
+void MpiVM::runs_long(const TaskId& task) {
+  for (auto& s : impl_->slots) {
+    if (s.task != 0 && s.task == task.value()) s.runs_long = true;
+  }
+}
+
+void MpiVM::withdraw(const TaskId& task) {
+  Impl& m = *impl_;
+  if (m.finalized) return;
+  for (auto& s : m.slots) {
+    auto it = find_queued(s, task.value());
+    if (it == s.queued.end()) continue;
+    if (!it->withdrawing && !it->cancelled) {
+      it->withdrawing = true;
+      mpi::send(s.rank, FrameKind::withdraw, detail::encode_task(task.value()));
+    }
+    return;
+  }
+}
+
+int MpiVM::queue_capacity() const { return impl_->options.queue * slots(); }
+
+int MpiVM::queue_room() const {
+  const Impl& m = *impl_;
+  if (m.finalized || !m.queueing()) return 0;
+  int room = 0;
+  const auto now = clock::now();
+  for (const RankSlot& s : m.slots) {
+    if (m.can_queue(s, now)) room += static_cast<int>(m.depth() - s.queued.size());
+  }
+  return room;
+}
+
+std::vector<HostId> MpiVM::hosts_with_queue_room() const {
+  const Impl& m = *impl_;
+  if (m.finalized || !m.queueing()) return {};
+  std::vector<bool> room(m.hosts.size(), false);
+  const auto now = clock::now();
+  for (const RankSlot& s : m.slots) {
+    if (m.can_queue(s, now)) room[s.host] = true;
+  }
+  std::vector<HostId> out;
+  for (std::size_t i = 0; i < room.size(); ++i) {
+    if (room[i]) out.push_back(m.hosts[i]);
+  }
+  return out;
+}
+
+}  // namespace coop
