@@ -9,6 +9,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <ranges>
 #include <type_traits>
@@ -219,7 +220,14 @@ template <class R> class Dispatcher {
     Spawn s = opt_.spawn;
     s.remote = opt_.remote;
     s.block = true;
-    auto timing = std::make_unique<Timing>();
+    std::unique_ptr<Timing> timing;
+    if (spare_timings_.empty()) {
+      timing = std::make_unique<Timing>();
+    } else {
+      timing = std::move(spare_timings_.back());
+      spare_timings_.pop_back();
+      *timing = Timing{};
+    }
     timing->submitted = clock::now();
     if (st.submitted == 0) st.first_submitted = timing->submitted;
     // The digest first: a job that cannot be journaled is an error before
@@ -284,6 +292,8 @@ template <class R> class Dispatcher {
     ++st.done;
     st.last_received = r.timing.received;
     if (r.timing.completed > r.timing.started) st.serial_time += r.timing.completed - r.timing.started;
+    // The job has been joined: nothing writes its Timing any more.
+    spare_timings_.push_back(std::move(running.local_timing));
     if (journal_ && r.value.ok()) journal_->record(r, running.digest);
     deliver(std::move(r), std::move(running.job), stream, st);
   }
@@ -320,7 +330,11 @@ template <class R> class Dispatcher {
   bool cancelled_all_ = false;
   std::unique_ptr<DispatchJournal<R>> journal_;
   std::deque<std::pair<std::size_t, Job<R>>> held_;
-  std::unordered_map<Tid, Running> in_flight_;
+  // The jobs in flight: nodes from a pool that hands back the one freed
+  // last, so that a dispatch with many in flight reuses warm memory.
+  std::pmr::unsynchronized_pool_resource nodes_;
+  std::pmr::unordered_map<Tid, Running> in_flight_{&nodes_};
+  std::vector<std::unique_ptr<Timing>> spare_timings_;  // of jobs collected, for the next ones
   Arrivals arrivals_;
   std::vector<std::optional<Outcome<R>>> kept_;
 };
