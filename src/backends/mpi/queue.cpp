@@ -19,20 +19,8 @@ std::optional<TaskId> MpiVM::queue(const Call& call, const std::optional<HostId>
   if (m.finalized) throw Error("coop::MpiVM: queue() after finalize()");
   std::optional<std::size_t> want = m.host_index(host);
   if (!m.queueing() || m.slots.empty()) return std::nullopt;
-  // The busy slot with the fewest queued calls, round robin among equals.
-  RankSlot* best = nullptr;
-  std::size_t best_k = 0;
-  const auto now = clock::now();
-  for (std::size_t k = 0; k < m.slots.size(); ++k) {
-    RankSlot& s = m.slots[(m.cursor + k) % m.slots.size()];
-    if (!m.can_queue(s, now) || (want && s.host != *want)) continue;
-    if (!best || s.queued.size() < best->queued.size()) {
-      best = &s;
-      best_k = k;
-    }
-  }
+  RankSlot* best = detail::queue_target(m, want);
   if (!best) return std::nullopt;
-  m.cursor = (m.cursor + best_k + 1) % m.slots.size();
   std::uint64_t id = m.task_host.size() + 1;
   mpi::send(best->rank, FrameKind::queue, detail::encode_call(id, call));
   m.task_host.push_back(static_cast<std::uint32_t>(best->host));
@@ -65,27 +53,13 @@ int MpiVM::queue_capacity() const { return impl_->options.queue * slots(); }
 int MpiVM::queue_room() const {
   const Impl& m = *impl_;
   if (m.finalized || !m.queueing()) return 0;
-  int room = 0;
-  const auto now = clock::now();
-  for (const RankSlot& s : m.slots) {
-    if (m.can_queue(s, now)) room += static_cast<int>(m.depth() - s.queued.size());
-  }
-  return room;
+  return detail::queue_room_of(m);
 }
 
 std::vector<HostId> MpiVM::hosts_with_queue_room() const {
   const Impl& m = *impl_;
   if (m.finalized || !m.queueing()) return {};
-  std::vector<bool> room(m.hosts.size(), false);
-  const auto now = clock::now();
-  for (const RankSlot& s : m.slots) {
-    if (m.can_queue(s, now)) room[s.host] = true;
-  }
-  std::vector<HostId> out;
-  for (std::size_t i = 0; i < room.size(); ++i) {
-    if (room[i]) out.push_back(m.hosts[i]);
-  }
-  return out;
+  return detail::hosts_with_queue_room_of(m);
 }
 
 }  // namespace coop

@@ -35,20 +35,8 @@ std::optional<TaskId> ProcessVM::queue(const Call& call, const std::optional<Hos
   if (m.finalized) throw Error("coop::ProcessVM: queue() after finalize()");
   std::optional<std::size_t> want = m.host_index(host);
   if (!m.queueing()) return std::nullopt;
-  // The busy slot with the fewest queued calls, round robin among equals.
-  Slot* best = nullptr;
-  std::size_t best_k = 0;
-  const auto now = clock::now();
-  for (std::size_t k = 0; k < m.slots.size(); ++k) {
-    Slot& s = m.slots[(m.cursor + k) % m.slots.size()];
-    if (!m.can_queue(s, now) || (want && s.host != *want)) continue;
-    if (!best || s.queued.size() < best->queued.size()) {
-      best = &s;
-      best_k = k;
-    }
-  }
+  Slot* best = detail::queue_target(m, want);
   if (!best) return std::nullopt;
-  m.cursor = (m.cursor + best_k + 1) % m.slots.size();
   std::uint64_t id = m.task_host.size() + 1;
   m.append_call(*best, FrameKind::queue, id, call);
   m.task_host.push_back(static_cast<std::uint32_t>(best->host));
@@ -70,12 +58,7 @@ int ProcessVM::queue_capacity() const {
 int ProcessVM::queue_room() const {
   const Impl& m = *impl_;
   if (!m.queueing()) return 0;
-  int room = 0;
-  const auto now = clock::now();
-  for (const Slot& s : m.slots) {
-    if (m.can_queue(s, now)) room += static_cast<int>(m.depth() - s.queued.size());
-  }
-  return room;
+  return detail::queue_room_of(m);
 }
 
 void ProcessVM::runs_long(const TaskId& task) {
@@ -85,16 +68,7 @@ void ProcessVM::runs_long(const TaskId& task) {
 std::vector<HostId> ProcessVM::hosts_with_queue_room() const {
   const Impl& m = *impl_;
   if (!m.queueing()) return {};
-  std::vector<bool> room(m.hosts.size(), false);
-  const auto now = clock::now();
-  for (const Slot& s : m.slots) {
-    if (m.can_queue(s, now)) room[s.host] = true;
-  }
-  std::vector<HostId> out;
-  for (std::size_t i = 0; i < room.size(); ++i) {
-    if (room[i]) out.push_back(m.hosts[i]);
-  }
-  return out;
+  return detail::hosts_with_queue_room_of(m);
 }
 
 // queued_on() is the slot where `task` waits, and its place there.
