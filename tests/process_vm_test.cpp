@@ -680,6 +680,56 @@ TEST_CASE("process vm: a report frame carries several messages in order, withdra
   std::string bad = payload;
   bad[8] = 42;  // the first report's kind byte (after its 8-byte length)
   CHECK_THROWS_WITH(decode_reports(bad), Catch::Contains("unknown message kind"));
+  // One by one, as rank 0 takes them: each `at` is where the next begins.
+  std::vector<coop::TaskId> tasks;
+  for (std::size_t at = 0; at < payload.size();) {
+    Message m;
+    std::size_t next = decode_next_report(payload, at, m);
+    REQUIRE(next > at);
+    at = next;
+    tasks.push_back(m.task);
+  }
+  CHECK(tasks == std::vector<coop::TaskId>{coop::TaskId(7), coop::TaskId(8), coop::TaskId(9)});
+  Message m;
+  CHECK_THROWS_AS(decode_next_report(payload, payload.size() + 1, m), FrameError);
+  CHECK_THROWS_AS(decode_next_report(payload, 3, m), FrameError);  // not where a report begins
+}
+
+TEST_CASE("frames: a queue frame between ranks holds several calls in order, and a corrupt one is refused") {
+  using namespace coop::detail;
+  coop::Call a{"fa", std::string("x\0y", 3), "m"}, b{"fb", "", ""};
+  std::string out;
+  std::size_t first = append_queued_call(out, 5, a);
+  CHECK(first == out.size());
+  CHECK(first == queued_call_size(a));
+  CHECK(append_queued_call(out, 6, b) == queued_call_size(b));
+  CHECK(out.size() == first + queued_call_size(b));
+  std::vector<std::uint64_t> tasks;
+  std::vector<coop::Call> calls;
+  for (std::size_t at = 0; at < out.size();) {
+    std::uint64_t task = 0;
+    coop::Call call;
+    at = decode_queued_call(out, at, task, call);
+    tasks.push_back(task);
+    calls.push_back(call);
+  }
+  REQUIRE(tasks == std::vector<std::uint64_t>{5, 6});
+  CHECK(calls[0].function == "fa");
+  CHECK(calls[0].args == a.args);
+  CHECK(calls[0].mirrors == "m");
+  CHECK(calls[1].function == "fb");
+  std::uint64_t task = 0;
+  coop::Call call;
+  CHECK_THROWS_AS(decode_queued_call(out.substr(0, out.size() - 1), first, task, call), FrameError);  // cut short
+  CHECK_THROWS_AS(decode_queued_call(out, out.size() - 3, task, call), FrameError);  // no length
+  std::string longer = out;
+  std::uint64_t huge = 1ull << 40;
+  std::memcpy(longer.data(), &huge, sizeof huge);
+  CHECK_THROWS_WITH(decode_queued_call(longer, 0, task, call), Catch::Contains("longer than the frame"));
+  std::string before = out;
+  coop::Call big{"f", std::string(max_frame_payload, 'x'), ""};
+  CHECK_THROWS_AS(append_queued_call(out, 7, big), FrameError);
+  CHECK(out == before);  // nothing added
 }
 
 TEST_CASE("process vm: start never blocks on a stopped worker and cancel then kills it and gives the slot back") {

@@ -32,6 +32,11 @@ struct RankSlot {
   // stays busy while it holds any.
   using Queued = detail::QueuedCall;
   std::deque<Queued> queued{};
+  // The last of those, not sent yet: the payload of the `queue` frame that
+  // goes out at rank 0's next wait (MpiVM::receive), or before any other
+  // frame to this rank (append_queued_call: one MPI message for all the
+  // calls queued on the rank in one round).
+  std::string corked{};
   bool busy() const { return task != 0 || !queued.empty(); }
 };
 
@@ -74,6 +79,19 @@ struct MpiVM::Impl {
            (s.task == 0 || now - s.task_began < options.queue_under);
   }
   std::optional<std::size_t> host_index(const std::optional<HostId>& host) const;
+  // send() sends a frame to the rank of `s`, after the calls corked there
+  // (frames reach a rank in the order they are sent); uncork() sends those
+  // calls now.
+  void send(RankSlot& s, detail::FrameKind kind, std::string payload) {
+    uncork(s);
+    detail::mpi::send(s.rank, kind, std::move(payload));
+  }
+  void uncork(RankSlot& s) {
+    if (s.corked.empty()) return;
+    std::string calls = std::move(s.corked);
+    s.corked = {};
+    detail::mpi::send(s.rank, detail::FrameKind::queue, std::move(calls));
+  }
   // apply() takes one report of slot `s` and returns the message for the
   // caller, if it is one.
   std::optional<Message> apply(RankSlot& s, Message&& m);

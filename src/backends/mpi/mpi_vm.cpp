@@ -204,7 +204,11 @@ void MpiVM::Impl::take(mpi::Incoming&& in) {
   RankSlot& s = slots[static_cast<std::size_t>(index)];
   // Every report of the frame changes the slot now, before the caller
   // queues more on it: the slot is then as the rank left it.
-  for (Message& m : detail::decode_reports(in.frame.payload)) {
+  const std::string& payload = in.frame.payload;
+  if (payload.empty()) throw detail::FrameError("coop::MpiVM: a report frame without a message");
+  for (std::size_t at = 0; at < payload.size();) {
+    Message m;
+    at = detail::decode_next_report(payload, at, m);
     if (auto msg = apply(s, std::move(m))) ready.push_back(std::move(*msg));
   }
 }
@@ -290,7 +294,10 @@ void MpiVM::Impl::end() {
     }
   } forget{*this};
   if (mpi::world().finalized) return;
-  for (auto& s : slots) mpi::send(s.rank, FrameKind::release, {});
+  for (auto& s : slots) {
+    s.corked.clear();  // the rank drops its queued calls at release anyway
+    mpi::send(s.rank, FrameKind::release, {});
+  }
   auto said = wait_for_all(FrameKind::released, clock::now() + finalize_timeout);
   for (std::size_t i = 0; i < slots.size(); ++i) {
     if (said[i]) continue;
@@ -342,7 +349,7 @@ std::optional<TaskId> MpiVM::start(const Call& call, const std::optional<HostId>
                          [&](const RankSlot& s) { return !s.busy() && (!want || s.host == *want); });
   if (it == m.slots.end()) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
-  mpi::send(it->rank, FrameKind::call, detail::encode_call(id, call));
+  m.send(*it, FrameKind::call, detail::encode_call(id, call));
   m.task_host.push_back(static_cast<std::uint32_t>(it->host));
   it->cancelled = false;
   it->task = id;
@@ -355,6 +362,7 @@ std::optional<Message> MpiVM::receive(std::chrono::nanoseconds timeout) {
   Impl& m = *impl_;
   if (m.finalized) return std::nullopt;
   if (!m.ready.empty()) return m.ready.take();
+  for (auto& s : m.slots) m.uncork(s);
   // The clock is read only once a wait begins (a poll, and a report that
   // is there at once, cost no clock reads: about 10% of rank 0's time per
   // empty task went to them).
@@ -400,7 +408,7 @@ void MpiVM::cancel(const TaskId& task) {
       // With isolate the rank kills the worker (and gives back the calls
       // queued behind it); without, the task runs on, but its channel's
       // receive() returns nullopt from now on (vm.hpp).
-      mpi::send(s.rank, FrameKind::cancel, detail::encode_task(s.task));
+      m.send(s, FrameKind::cancel, detail::encode_task(s.task));
       return;
     }
     // A queued call: the rank gives it back unrun (it ends with `exit`),
@@ -409,7 +417,7 @@ void MpiVM::cancel(const TaskId& task) {
     if (it != s.queued.end()) {
       if (!it->cancelled) {
         it->cancelled = true;
-        mpi::send(s.rank, FrameKind::cancel, detail::encode_task(task.value()));
+        m.send(s, FrameKind::cancel, detail::encode_task(task.value()));
       }
       return;
     }
@@ -420,7 +428,7 @@ void MpiVM::send(const TaskId& task, std::string payload) {
   Impl& m = *impl_;
   for (auto& s : m.slots) {
     if (s.task != 0 && s.task == task.value() && !s.cancelled) {
-      mpi::send(s.rank, FrameKind::deliver, detail::encode_task_bytes(s.task, payload));
+      m.send(s, FrameKind::deliver, detail::encode_task_bytes(s.task, payload));
       return;
     }
   }

@@ -22,7 +22,12 @@ std::optional<TaskId> MpiVM::queue(const Call& call, const std::optional<HostId>
   RankSlot* best = detail::queue_target(m, want);
   if (!best) return std::nullopt;
   std::uint64_t id = m.task_host.size() + 1;
-  mpi::send(best->rank, FrameKind::queue, detail::encode_call(id, call));
+  // A call that would take the corked frame past the limit sends the
+  // frame first (one larger than the limit throws, and adds nothing).
+  if (!best->corked.empty() && best->corked.size() + detail::queued_call_size(call) > detail::max_frame_payload) {
+    m.uncork(*best);
+  }
+  detail::append_queued_call(best->corked, id, call);
   m.task_host.push_back(static_cast<std::uint32_t>(best->host));
   best->queued.push_back(RankSlot::Queued{id});
   return TaskId(id);
@@ -42,7 +47,7 @@ void MpiVM::withdraw(const TaskId& task) {
     if (it == s.queued.end()) continue;
     if (!it->withdrawing && !it->cancelled) {
       it->withdrawing = true;
-      mpi::send(s.rank, FrameKind::withdraw, detail::encode_task(task.value()));
+      m.send(s, FrameKind::withdraw, detail::encode_task(task.value()));
     }
     return;
   }

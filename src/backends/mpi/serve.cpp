@@ -10,7 +10,8 @@
 // the worker's ProcessVM, or the rank's own InlineChannel).
 //
 // Pipelining (rank 0's VM::queue): `queue` frames bring calls queued behind
-// the rank's running task, in order. Without isolate the rank holds them
+// the rank's running task, in order (one frame holds every call rank 0
+// queued here in one round). Without isolate the rank holds them
 // and begins the next the moment its task returns. With isolate it passes
 // them on to its worker's own queue (its ProcessVM pipelines as well), so
 // that the worker begins the next call without a round trip to the rank
@@ -148,11 +149,15 @@ class Rank {
         return true;
       }
       case FrameKind::queue: {
-        Queued q;
-        decode_call(f.payload, q.task, q.call);
-        // A rank that is idle by now (its result is on the way) begins it
-        // at once, after the frames that came with it.
-        queued_.push_back(std::move(q));
+        // One call or more, in order. A rank that is idle by now (its
+        // result is on the way) begins the first at once, after the frames
+        // that came with it.
+        if (f.payload.empty()) throw FrameError("coop::MpiVM: a queue frame without a call");
+        for (std::size_t at = 0; at < f.payload.size();) {
+          Queued q;
+          at = decode_queued_call(f.payload, at, q.task, q.call);
+          queued_.push_back(std::move(q));
+        }
         return true;
       }
       case FrameKind::withdraw: {

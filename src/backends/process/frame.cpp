@@ -51,6 +51,16 @@ class Writer {
     num<std::uint64_t>(s.size());
     out_.append(s);
   }
+  // open_bytes() begins bytes() whose content the caller appends next (no
+  // string of its own); close_bytes() writes their length in front.
+  std::size_t open_bytes() {
+    num<std::uint64_t>(0);
+    return out_.size();
+  }
+  void close_bytes(std::size_t from) {
+    const std::uint64_t n = out_.size() - from;
+    std::memcpy(out_.data() + from - sizeof n, &n, sizeof n);
+  }
   std::string take() { return std::move(out_); }
   std::string framed(FrameKind kind);
 
@@ -71,13 +81,17 @@ class Reader {
     in_.remove_prefix(sizeof v);
     return v;
   }
-  std::string bytes() {
+  std::string bytes() { return std::string(view()); }
+  // view() is bytes() without a copy: it points into the input.
+  std::string_view view() {
     auto n = num<std::uint64_t>();
     need(n);
-    std::string s(in_.substr(0, n));
+    std::string_view s = in_.substr(0, n);
     in_.remove_prefix(n);
     return s;
   }
+  // at() is how much of `whole` (the input this reader began with) is read.
+  std::size_t at(std::string_view whole) const { return static_cast<std::size_t>(in_.data() - whole.data()); }
   void done() const {
     if (!in_.empty()) fail(std::to_string(in_.size()) + " bytes left over");
   }
@@ -204,8 +218,9 @@ void append_call_payload(std::string& out, std::uint64_t task, const Call& call,
 }
 
 
-Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
-  Writer w(8 + 1 + 2 * 8 + m.payload.size() + m.error_type.size() + 2 * 8, with_header);
+std::size_t result_size(const Message& m) { return 8 + 1 + 2 * 8 + m.payload.size() + m.error_type.size() + 2 * 8; }
+
+void write_result(Writer& w, std::uint64_t task, const Message& m) {
   w.num(task);
   // A producer that set only `ok` still sends a consistent pair.
   Message::Failure failure = m.ok ? Message::Failure::none
@@ -216,7 +231,41 @@ Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
   w.bytes(m.error_type);
   w.num<std::int64_t>(ticks(m.started));
   w.num<std::int64_t>(ticks(m.completed));
+}
+
+Writer result_writer(std::uint64_t task, const Message& m, bool with_header) {
+  Writer w(result_size(m), with_header);
+  write_result(w, task, m);
   return w;
+}
+
+// A report: its kind, the result fields (as bytes), output and reason.
+std::size_t report_size(const Message& m) { return 1 + 8 + result_size(m) + 8 + m.output.size() + 8 + m.reason.size(); }
+
+void write_report(Writer& w, const Message& m) {
+  w.num<std::uint8_t>(static_cast<std::uint8_t>(m.kind));
+  const std::size_t result = w.open_bytes();
+  write_result(w, m.task.value(), m);
+  w.close_bytes(result);
+  w.bytes(m.output);
+  w.bytes(m.reason);
+}
+
+Message read_report(std::string_view payload) {
+  Reader r(payload, "report");
+  auto kind = r.num<std::uint8_t>();
+  if (kind > static_cast<std::uint8_t>(Message::Kind::withdrawn)) {
+    throw FrameError("coop: corrupt report frame (unknown message kind " + std::to_string(kind) + ")");
+  }
+  Message m;
+  std::uint64_t task = 0;
+  decode_result(r.view(), task, m);
+  m.kind = static_cast<Message::Kind>(kind);
+  m.task = TaskId(task);
+  m.output = r.bytes();
+  m.reason = r.bytes();
+  r.done();
+  return m;
 }
 
 }  // namespace
@@ -245,6 +294,28 @@ void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std:
   std::string h = r.bytes();
   if (host) *host = std::move(h);
   r.done();
+}
+
+std::size_t append_queued_call(std::string& out, std::uint64_t task, const Call& call) {
+  const std::uint64_t payload = call_payload_size(call, {});
+  check_size(payload);
+  out.append(reinterpret_cast<const char*>(&payload), sizeof payload);
+  append_call_payload(out, task, call, {});
+  return sizeof payload + payload;
+}
+
+std::size_t queued_call_size(const Call& call) { return sizeof(std::uint64_t) + call_payload_size(call, {}); }
+
+std::size_t decode_queued_call(std::string_view payload, std::size_t at, std::uint64_t& task, Call& call) {
+  std::uint64_t length = 0;
+  if (at > payload.size() || payload.size() - at < sizeof length) {
+    throw FrameError("coop: corrupt queue frame (no call at byte " + std::to_string(at) + ")");
+  }
+  std::memcpy(&length, payload.data() + at, sizeof length);
+  at += sizeof length;
+  if (payload.size() - at < length) throw FrameError("coop: corrupt queue frame (a call longer than the frame)");
+  decode_call(payload.substr(at, static_cast<std::size_t>(length)), task, call);
+  return at + static_cast<std::size_t>(length);
 }
 
 std::string encode_task_bytes(std::uint64_t task, std::string_view bytes) {
@@ -284,41 +355,35 @@ void decode_result(std::string_view payload, std::uint64_t& task, Message& m) {
 }
 
 std::string encode_report(const Message& m) {
-  Writer w;
-  w.num<std::uint8_t>(static_cast<std::uint8_t>(m.kind));
-  w.bytes(encode_result(m.task.value(), m));
-  w.bytes(m.output);
-  w.bytes(m.reason);
+  Writer w(report_size(m));
+  write_report(w, m);
   return w.take();
 }
 
-Message decode_report(std::string_view payload) {
-  Reader r(payload, "report");
-  auto kind = r.num<std::uint8_t>();
-  if (kind > static_cast<std::uint8_t>(Message::Kind::withdrawn)) {
-    throw FrameError("coop: corrupt report frame (unknown message kind " + std::to_string(kind) + ")");
-  }
-  Message m;
-  std::uint64_t task = 0;
-  decode_result(r.bytes(), task, m);
-  m.kind = static_cast<Message::Kind>(kind);
-  m.task = TaskId(task);
-  m.output = r.bytes();
-  m.reason = r.bytes();
-  r.done();
-  return m;
-}
+Message decode_report(std::string_view payload) { return read_report(payload); }
 
 std::string encode_reports(const std::vector<Message>& messages) {
-  Writer w;
-  for (const Message& m : messages) w.bytes(encode_report(m));
+  std::size_t size = 0;
+  for (const Message& m : messages) size += 8 + report_size(m);
+  Writer w(size);
+  for (const Message& m : messages) {
+    const std::size_t report = w.open_bytes();
+    write_report(w, m);
+    w.close_bytes(report);
+  }
   return w.take();
+}
+
+std::size_t decode_next_report(std::string_view payload, std::size_t at, Message& out) {
+  if (at > payload.size()) throw FrameError("coop: corrupt report frame (no message at byte " + std::to_string(at) + ")");
+  Reader r(payload.substr(at), "report");
+  out = read_report(r.view());
+  return at + r.at(payload.substr(at));
 }
 
 std::vector<Message> decode_reports(std::string_view payload) {
-  Reader r(payload, "report");
   std::vector<Message> out;
-  while (!r.empty()) out.push_back(decode_report(r.bytes()));
+  for (std::size_t at = 0; at < payload.size();) at = decode_next_report(payload, at, out.emplace_back());
   if (out.empty()) throw FrameError("coop: corrupt report frame (no message)");
   return out;
 }

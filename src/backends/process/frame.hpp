@@ -108,6 +108,18 @@ void decode_call(std::string_view payload, std::uint64_t& task, Call& call, std:
 // (kind: call or queue) without a string of its own: a slot's bytes to send.
 void append_call_frame(std::string& out, FrameKind kind, std::uint64_t task, const Call& call, std::string_view host);
 
+// Between MpiVM's ranks a `queue` frame holds one or more calls, in order,
+// each as its length and its call payload (encode_call, no host): rank 0
+// sends every call it queued on a rank since it last waited in one MPI
+// message. append_queued_call() appends one and returns the bytes it added
+// (throws FrameError, adding nothing, for a call larger than
+// max_frame_payload); decode_queued_call() decodes the one at `at` and
+// returns where the next begins.
+// queued_call_size() is what append_queued_call() would add.
+std::size_t append_queued_call(std::string& out, std::uint64_t task, const Call& call);
+std::size_t queued_call_size(const Call& call);
+std::size_t decode_queued_call(std::string_view payload, std::size_t at, std::uint64_t& task, Call& call);
+
 // post and deliver frames: a task id and bytes.
 std::string encode_task_bytes(std::uint64_t task, std::string_view bytes);
 void decode_task_bytes(std::string_view payload, std::uint64_t& task, std::string& bytes);
@@ -128,6 +140,10 @@ Message decode_report(std::string_view payload);
 // rank 0 a result and the start of its next queued call in one MPI message.
 std::string encode_reports(const std::vector<Message>& messages);
 std::vector<Message> decode_reports(std::string_view payload);
+// decode_next_report() decodes the report at `at` of a report frame's
+// payload into `out` and returns where the next begins (the payload's size
+// after the last): a reader takes them one by one, without a vector.
+std::size_t decode_next_report(std::string_view payload, std::size_t at, Message& out);
 
 // started frames: a task id, when it began, and where the output of the
 // task before it ends in the worker's stdout and stderr (output_counts.hpp).
