@@ -237,6 +237,10 @@ TaskRecord* RemotePool::next_queued(const std::vector<HostId>& hosts) const {
 // VM's busy slots while it has room (pipelining); a remote object's server
 // is never queued so (calls reach it only while it runs).
 void RemotePool::start_queued() {
+  struct Spent {
+    RemotePool& pool;
+    ~Spent() { pool.room_spent_ = pool.queued_ > 0; }
+  } spent{*this};
   // The VM's lists of hosts matter only to spawns bound to a host.
   const bool bound = queued_ > any_host_queue_.size();
   while (queued_ > 0 && vm_->free_slots() > 0) {
@@ -267,7 +271,8 @@ void RemotePool::wait(std::chrono::nanoseconds timeout) {
   try {
     // Spawns queued since the last wait may go to a busy slot's queue now,
     // while its task is young (ProcessVM queues only behind short ones).
-    if (queued_ > 0) start_queued();
+    if (queued_ > 0 && !room_spent_) start_queued();
+    room_spent_ = false;
     if (std::optional<Message> m = vm_->receive(timeout)) on_message(std::move(*m));
     start_queued();
   } catch (...) {

@@ -152,6 +152,12 @@ class RemotePool final : public EventSource {
   std::pmr::map<HostId, Queue> host_queues_{&nodes_};
   std::uint64_t queue_seq_ = 0;
   std::size_t queued_ = 0;
+  // The last start_queued() left spawns queued (no free slot, no queue
+  // room): until the VM is asked for messages again, another round would
+  // find none either (only what receive() takes in frees a slot or a place
+  // in a queue, or brings a new worker), so wait() skips the one before
+  // its receive().
+  bool room_spent_ = false;
   std::unordered_set<ObjectSink*> objects_;  // remote objects whose server has not ended
   // Tasks queued on the VM's busy slots (pipelining), by their queue key
   // (make_room_for() asks back those worse than a task that waits).
