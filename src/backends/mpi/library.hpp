@@ -55,8 +55,14 @@ struct Library {
   // MPI_Abort of the whole job with `status`.
   int (*finalize)();
   void (*abort)(int status);
+  // quiet_polls() stops Open MPI from yielding the core in every poll that
+  // finds nothing (its mpi_yield_when_idle, on when the job has more ranks
+  // than cores): cos yields in its own waits. Called once the collective
+  // start-up is over; finalize() turns it back on. A no-op under another
+  // MPI, or when the job sets OMPI_MCA_mpi_yield_when_idle itself.
+  void (*quiet_polls)();
 };
-inline constexpr int library_version = 1;
+inline constexpr int library_version = 2;
 
 // The module's one exported symbol, a function returning its table.
 inline constexpr const char* library_entry = "cos_mpi_library";

@@ -70,7 +70,10 @@ Bell* bell(int rank) {
 void Backoff::pause(std::optional<clock::time_point> deadline, bool rung) {
   auto now = clock::now();
   auto waited = now - idle_since_;
-  if (spin_ && waited < spin_for) return;  // spin: the answer is probably microseconds away
+  if (spin_ && waited < spin_for) {  // spin: the answer is probably microseconds away
+    ::sched_yield();
+    return;
+  }
   Doorbells& b = state();
   Bell* mine = bell(b.rank);
   rung = rung && mine && b.fd >= 0;

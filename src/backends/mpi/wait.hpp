@@ -14,9 +14,11 @@ namespace coop::detail::mpi {
 
 using namespace std::chrono_literals;
 
-// A waiting process polls without pause for `spin_for` after it last had
-// something to do: a reply usually comes within microseconds (and Open MPI
-// yields the core in each empty poll when the job has more ranks than cores). Then it naps between polls. While it
+// A waiting process polls for `spin_for` after it last had something to
+// do, yielding the core after each poll that found nothing (sched_yield: a
+// no-op with a core to itself; with more processes than cores it hands the
+// core to the one whose reply it waits for): a reply usually comes within
+// microseconds. Then it naps between polls. While it
 // waits for ranks of this machine only, it naps in poll() on its doorbell
 // (at most `longest_rung_nap`, as a safeguard): a rank that sends it a frame
 // rings it, so it wakes at once and costs nothing meanwhile. Otherwise it

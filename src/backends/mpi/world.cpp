@@ -244,6 +244,7 @@ void mpi_init_hook() {
   open_doorbell(token, w.rank, w.size);
   check(lib->barrier(), "MPI_Barrier");  // every rank of this machine has the page
   forget_doorbell_name(token);
+  lib->quiet_polls();  // the collective start-up is over: from here on cos never blocks in MPI
   if (w.rank > 0) serve_rank();
   std::atexit([] { stop_ranks(); });
 }
