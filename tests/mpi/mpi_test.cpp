@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "posix/time_slice.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -73,6 +74,8 @@ int shout(int k) {
 // sees_mpi() is what coop::under_mpi() says where the task runs.
 bool sees_mpi() { return coop::under_mpi(); }
 int rank_of_task() { return coop::mpi_rank(); }
+// slice_ns() is the time slice of the thread a task runs in.
+long long slice_ns() { return static_cast<long long>(coop::posix::time_slice().count()); }
 
 }  // namespace mpi_test
 
@@ -82,6 +85,7 @@ COS_REMOTE(mpi_test::nap);
 COS_REMOTE(mpi_test::shout);
 COS_REMOTE(mpi_test::sees_mpi);
 COS_REMOTE(mpi_test::rank_of_task);
+COS_REMOTE(mpi_test::slice_ns);
 
 namespace {
 
@@ -204,6 +208,26 @@ TEST_CASE("mpi isolate: a worker is no MPI rank, a task without isolate runs in 
         CHECK(coop::spawn(remote, mpi_test::rank_of_task).join() == 1);
       },
       coop::Options{.vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = false, .ranks = std::vector<int>{1}})});
+}
+
+TEST_CASE("mpi scheduling: the ranks ask for a short time slice, the workers they start keep the default", "[mpi]") {
+  // Whether this kernel keeps a slice asked for (EEVDF, Linux 6.6+): a
+  // thread of its own asks (threads start with the default: reset on fork).
+  long long probed = 0;
+  std::thread([&] {
+    coop::posix::ask_time_slice(300us);
+    probed = mpi_test::slice_ns();
+  }).join();
+  if (probed != 300'000) {
+    WARN("this kernel keeps no time slice asked for (it reports " << probed << " ns): the ranks run with the default");
+    CHECK(mpi_test::slice_ns() != 100'000);
+    return;
+  }
+  CHECK(mpi_test::slice_ns() == 100'000);  // rank 0
+  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::slice_ns).join() != 100'000); },  // a rank's worker
+            coop::Options{.vm = std::make_shared<coop::MpiVM>()});
+  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::slice_ns).join() == 100'000); },  // in the rank
+            coop::Options{.vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = false})});
 }
 
 TEST_CASE("mpi sessions: one after another reuse the ranks; at once they need ranks of their own", "[mpi]") {

@@ -5,7 +5,6 @@
 // MPI calls themselves are libcos_mpi.so's (library.hpp), loaded only here.
 #include "backends/mpi/world.hpp"
 
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 #include "backends/mpi/fork_server.hpp"
 #include "backends/mpi/hook.hpp"
 #include "backends/mpi/library.hpp"
+#include "posix/time_slice.hpp"
 
 namespace coop::detail::mpi {
 namespace {
@@ -82,38 +82,6 @@ std::string job_token(int rank) {
   check(lib->bcast(token, sizeof token), "MPI_Bcast");
   token[sizeof token - 1] = '\0';
   return token;
-}
-
-// ask_short_slice() asks the kernel for a short time slice (100 µs, the
-// shortest Linux takes) for this thread, which passes frames on between
-// processes and runs for microseconds at a time. On Linux 6.6 and later
-// (EEVDF) a woken thread whose slice is shorter than that of the thread
-// running on a core takes the core at once; with the default slice (0.7 ms
-// times 1 + log2(cores)) a rank woken by a result waits for a worker's
-// computation to use up its slice first. 5 ms jobs, 2 worker ranks,
-// isolate on, on 2 cores: dispatch efficiency 0.75-0.91 without (each
-// woken process waited 0.66 ms on average for a core, `perf sched
-// latency`), 0.97-0.99 with. The processes this one forks (the fork
-// server is forked before, a ProcessVM's workers, programs) get the
-// default again (reset on fork); nice and policy stay. Best effort: a
-// kernel that does not know it (or a real-time policy, whose parameters
-// mean something else) is left as it is.
-void ask_short_slice() {
-  struct SchedAttr {  // struct sched_attr of <linux/sched/types.h>
-    std::uint32_t size, policy;
-    std::uint64_t flags;
-    std::int32_t nice;
-    std::uint32_t priority;
-    std::uint64_t runtime, deadline, period;
-  } a{};
-  constexpr std::uint32_t sched_other = 0, sched_batch = 3;
-  constexpr std::uint64_t reset_on_fork = 1;
-  if (::syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0) return;
-  if (a.policy != sched_other && a.policy != sched_batch) return;
-  a.size = sizeof a;
-  a.flags = reset_on_fork;
-  a.runtime = 100'000;  // ns
-  ::syscall(SYS_sched_setattr, 0, &a, 0);
 }
 
 }  // namespace
@@ -235,7 +203,13 @@ void mpi_init_hook() {
   // is an error on every rank, before any process is started.
   lib = &mpi_library();
   if (l.rank > 0) start_fork_server();
-  ask_short_slice();
+  // Ranks pass frames on and run for microseconds at a time: on EEVDF a
+  // rank woken by a result otherwise waits for a busy worker's slice to
+  // end. 5 ms jobs, 2 worker ranks, isolate on, 2 cores: dispatch
+  // efficiency 0.75-0.91 without (a woken process waited 0.66 ms for a core
+  // on average, `perf sched latency`), 0.97-0.99 with. The fork server
+  // (forked above) and what it starts keep the default.
+  posix::ask_time_slice(100us);
   check(lib->init(&w.rank, &w.size), "MPI_Init_thread");
   w.initialised = true;
   w.host = own_host();
