@@ -5,7 +5,7 @@
 // empty_tasks: throughput of empty remote tasks on MpiVM over 2 and 4
 //   worker ranks (mpirun -n 3 and -n 5), isolate on and off: dispatch() of
 //   empty jobs on MpiVM's default options (mpi_job.cpp), so with its
-//   pipelining: a job per rank in flight and MpiOptions::queue (2) more
+//   pipelining: a job per rank in flight and up to MpiOptions::queue (16) more
 //   queued behind each; cos_ns is the wall time per task. Baselines:
 //   - a plain MPI request/reply loop over the same ranks (mpi_loop.cpp:
 //     blocking, spinning MPI calls, 32-byte messages): the limit. For
