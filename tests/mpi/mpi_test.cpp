@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/mpi/world.hpp"
 #include "posix/time_slice.hpp"
 #include "test_support.hpp"
 
@@ -213,6 +214,7 @@ TEST_CASE("mpi isolate: a worker is no MPI rank, a task without isolate runs in 
 TEST_CASE("mpi scheduling: the ranks ask for a short time slice, the workers they start keep the default", "[mpi]") {
   // Whether this kernel keeps a slice asked for (EEVDF, Linux 6.6+): a
   // thread of its own asks (threads start with the default: reset on fork).
+  const long long rank_slice_ns = coop::detail::mpi::rank_time_slice.count();
   long long probed = 0;
   std::thread([&] {
     coop::posix::ask_time_slice(300us);
@@ -220,13 +222,13 @@ TEST_CASE("mpi scheduling: the ranks ask for a short time slice, the workers the
   }).join();
   if (probed != 300'000) {
     WARN("this kernel keeps no time slice asked for (it reports " << probed << " ns): the ranks run with the default");
-    CHECK(mpi_test::slice_ns() != 100'000);
+    CHECK(mpi_test::slice_ns() != rank_slice_ns);
     return;
   }
-  CHECK(mpi_test::slice_ns() == 100'000);  // rank 0
-  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::slice_ns).join() != 100'000); },  // a rank's worker
+  CHECK(mpi_test::slice_ns() == rank_slice_ns);  // rank 0
+  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::slice_ns).join() != rank_slice_ns); },  // a rank's worker
             coop::Options{.vm = std::make_shared<coop::MpiVM>()});
-  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::slice_ns).join() == 100'000); },  // in the rank
+  coop::run([&] { CHECK(coop::spawn(remote, mpi_test::slice_ns).join() == rank_slice_ns); },  // in the rank
             coop::Options{.vm = std::make_shared<coop::MpiVM>(coop::MpiOptions{.isolate = false})});
 }
 

@@ -209,7 +209,7 @@ void mpi_init_hook() {
   // efficiency 0.75-0.91 without (a woken process waited 0.66 ms for a core
   // on average, `perf sched latency`), 0.97-0.99 with. The fork server
   // (forked above) and what it starts keep the default.
-  posix::ask_time_slice(100us);
+  posix::ask_time_slice(rank_time_slice);
   check(lib->init(&w.rank, &w.size), "MPI_Init_thread");
   w.initialised = true;
   w.host = own_host();

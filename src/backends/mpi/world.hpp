@@ -20,6 +20,10 @@ namespace coop::detail::mpi {
 
 using namespace std::chrono_literals;
 
+// rank_time_slice is the time slice every rank asks Linux for before
+// MPI_Init (posix::ask_time_slice; why: world.cpp's mpi_init_hook).
+inline constexpr std::chrono::nanoseconds rank_time_slice = 100us;
+
 // Launcher is what the launcher's environment says, before MPI_Init.
 struct Launcher {
   bool present = false;
